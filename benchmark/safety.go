@@ -1,0 +1,182 @@
+package benchmark
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// preflightTimeout bounds each pre-flight request, so that an unreachable or hung cluster is
+// reported instead of waited for.
+const preflightTimeout = 10 * time.Second
+
+// bytesPerRevision is the estimated on-disk overhead of one revision beyond its key and value:
+// the bbolt key (a 17-byte revision), the mvccpb.KeyValue framing (revisions, version, lease),
+// bbolt's 16-byte leaf element header, and slack for page fill. Over-estimating is the safe side.
+const bytesPerRevision = 128
+
+type preflightInfo struct {
+	existing  int64
+	dbSize    int64 // largest db size over the members asked
+	quota     int64 // smallest quota over the members asked
+	estimate  int64 // bytes the run would add, -1 when unbounded
+	endpoints []string
+}
+
+func (p preflightInfo) limit() int64 { return int64(float64(p.quota) * QuotaUsageLimit) }
+
+// preflight refuses to run when the run could hurt the cluster or someone else's data.
+func preflight(ctx context.Context, cli *clientv3.Client, cfg Config) (preflightInfo, error) {
+	info := preflightInfo{endpoints: cli.Endpoints()}
+
+	// AlarmList is a raft proposal: fine once per run, never on a scrape path.
+	actx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	alarms, err := cli.AlarmList(actx)
+	cancel()
+	if err != nil {
+		return info, fmt.Errorf("listing etcd alarms: %w", err)
+	}
+	if len(alarms.Alarms) > 0 {
+		var list []string
+		for _, a := range alarms.Alarms {
+			list = append(list, fmt.Sprintf("%s on member %x", a.Alarm, a.MemberID))
+		}
+		return info, fmt.Errorf("refusing to run: the cluster has active alarms (%s); fix and disarm them first", strings.Join(list, ", "))
+	}
+
+	gctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	resp, err := cli.Get(gctx, cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		return info, fmt.Errorf("counting keys under %s: %w", cfg.Prefix, err)
+	}
+	info.existing = resp.Count
+	if resp.Count > 0 && !cfg.Force {
+		return info, fmt.Errorf("refusing to run: prefix %s already holds %d keys (left by an earlier run with --keep, or someone else's); delete them, choose another --prefix, or pass --force to run anyway and delete the whole prefix afterwards", cfg.Prefix, resp.Count)
+	}
+
+	if err := info.readSize(ctx, cli); err != nil {
+		return info, err
+	}
+	info.estimate = estimateBytes(cfg)
+	if cfg.writeFraction() == 0 {
+		return info, nil
+	}
+	if info.dbSize >= info.limit() {
+		return info, fmt.Errorf("refusing to run: the database is already %s of its %s quota, past the %.0f%% limit", mib(info.dbSize), mib(info.quota), QuotaUsageLimit*100)
+	}
+	if info.estimate >= 0 && info.dbSize+info.estimate > info.limit() {
+		return info, fmt.Errorf("refusing to run: the run would write about %s, taking the database from %s past %.0f%% of its %s quota; lower --total, --val-size or --duration",
+			mib(info.estimate), mib(info.dbSize), QuotaUsageLimit*100, mib(info.quota))
+	}
+	return info, nil
+}
+
+// readSize asks every configured endpoint for its db size and quota. One answer is enough: a
+// member that does not answer is no reason to refuse, the others' sizes are close.
+func (p *preflightInfo) readSize(ctx context.Context, cli *clientv3.Client) error {
+	var errs []error
+	answered := false
+	for _, ep := range p.endpoints {
+		sctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+		st, err := cli.Status(sctx, ep)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+			continue
+		}
+		quota := st.DbSizeQuota
+		if quota <= 0 {
+			quota = DefaultQuotaBytes // etcd 3.5 does not report its quota
+		}
+		if !answered || quota < p.quota {
+			p.quota = quota
+		}
+		p.dbSize = max(p.dbSize, st.DbSize)
+		answered = true
+	}
+	if !answered {
+		return fmt.Errorf("reading the database size: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// estimateBytes is how much the run could add to the database, or -1 when it is bounded only by
+// time. Nothing is compacted, so every write stays as a revision; the final delete adds one
+// tombstone per distinct key.
+func estimateBytes(cfg Config) int64 {
+	ops := cfg.plannedOps()
+	if ops < 0 {
+		return -1
+	}
+	key := int64(len(cfg.Prefix) + max(cfg.KeySize, len("election-")+cfg.KeySize))
+	val := int64(cfg.ValSize)
+	var perOp float64
+	var distinct int64
+	switch cfg.Workload {
+	case WorkloadPut, WorkloadTxnPut, WorkloadWatch, WorkloadMixed:
+		perOp = cfg.writeFraction() * float64(key+val+bytesPerRevision)
+		distinct = min(ops, int64(cfg.KeySpaceSize))
+	case WorkloadRange:
+		perOp = 0
+	case WorkloadLock, WorkloadElection:
+		// a key (name + lease id) created and deleted per operation
+		perOp = 2 * float64(key+17+val+bytesPerRevision)
+	case WorkloadLease:
+		perOp = 0 // keep-alives do not touch the key space
+	}
+	seeds := int64(0)
+	if cfg.Workload == WorkloadRange || cfg.Workload == WorkloadMixed {
+		seeds = int64(min(cfg.KeySpaceSize, maxSeedKeys))
+		distinct = max(distinct, seeds)
+	}
+	leases := int64(cfg.Clients) * 2 * bytesPerRevision // grant and revoke of one lease per worker
+	return int64(perOp*float64(ops)) + seeds*(key+val+bytesPerRevision) + distinct*(key+bytesPerRevision) + leases
+}
+
+// guardQuota stops the run when the database crosses the limit anyway: runs bounded by time alone
+// have no estimate, and other clients write too.
+func guardQuota(ctx context.Context, cli *clientv3.Client, pre preflightInfo, stop context.CancelCauseFunc) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var p preflightInfo
+		p.endpoints = pre.endpoints
+		if err := p.readSize(ctx, cli); err != nil {
+			continue
+		}
+		if p.dbSize >= p.limit() {
+			stop(fmt.Errorf("stopped early: the database reached %s, %.0f%% of its %s quota", mib(p.dbSize), QuotaUsageLimit*100, mib(p.quota)))
+			return
+		}
+	}
+}
+
+// cleanup deletes the prefix (unless --keep) and returns how many keys it removed. It never
+// compacts or defragments: those are the operator's decisions.
+// With --keep it counts the keys left under the prefix instead.
+func cleanup(ctx context.Context, cli *clientv3.Client, cfg Config) (removed, kept int64, err error) {
+	if cfg.Keep {
+		resp, err := cli.Get(ctx, cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return 0, 0, fmt.Errorf("counting the kept keys under %s: %w", cfg.Prefix, err)
+		}
+		return 0, resp.Count, nil
+	}
+	resp, err := cli.Delete(ctx, cfg.Prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, 0, fmt.Errorf("deleting the benchmark's keys under %s (delete them with: etcdctl del --prefix %s): %w", cfg.Prefix, cfg.Prefix, err)
+	}
+	return resp.Deleted, 0, nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
