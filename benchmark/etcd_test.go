@@ -66,8 +66,8 @@ func startEtcd(t testing.TB, adjust func(*embed.Config)) string {
 	return client.Host
 }
 
-func dialer(ep string) func() (*clientv3.Client, error) {
-	return func() (*clientv3.Client, error) {
+func dialer(ep string) func(int) (*clientv3.Client, error) {
+	return func(int) (*clientv3.Client, error) {
 		return etcdconn.New(etcdconn.Config{Endpoints: []string{ep}}, 5*time.Second)
 	}
 }
@@ -75,7 +75,7 @@ func dialer(ep string) func() (*clientv3.Client, error) {
 // newClient returns a client for the test's own reads and writes.
 func newClient(t testing.TB, ep string) *clientv3.Client {
 	t.Helper()
-	c, err := dialer(ep)()
+	c, err := dialer(ep)(0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,46 +21,86 @@ const (
 	histSigFigs = 3
 )
 
-// recorder collects every operation's outcome. One mutex-guarded pair of histograms is cheaper
-// than it sounds: recording takes ~100 ns, far below the cost of an etcd round trip, and it keeps
-// memory flat whatever --clients is.
+// maxShards bounds the recorder's memory (two histograms of ~260 KiB per shard) whatever
+// --clients is, while keeping workers from queueing on one lock.
+const maxShards = 16
+
+// recorder collects every operation's outcome in shards, each a mutex-guarded pair of histograms
+// shared by a few workers; the report merges them.
 type recorder struct {
+	shards []*shard
+	done   atomic.Int64
+}
+
+type shard struct {
 	mu       sync.Mutex
 	ok       *hdrhistogram.Histogram
 	failed   *hdrhistogram.Histogram
 	errs     map[string]int64
 	examples map[string]string
 	lastEnd  time.Time
-	done     atomic.Int64
 }
 
-func newRecorder() *recorder {
-	return &recorder{
+func newRecorder(workers int) *recorder {
+	r := &recorder{}
+	for range min(max(workers, 1), maxShards) {
+		r.shards = append(r.shards, &shard{
+			ok:       hdrhistogram.New(histMin, histMax, histSigFigs),
+			failed:   hdrhistogram.New(histMin, histMax, histSigFigs),
+			errs:     map[string]int64{},
+			examples: map[string]string{},
+		})
+	}
+	return r
+}
+
+func (r *recorder) record(worker int, latency time.Duration, end time.Time, err error) {
+	v := min(max(int64(latency), histMin), histMax)
+	s := r.shards[worker%len(r.shards)]
+	s.mu.Lock()
+	if err == nil {
+		_ = s.ok.RecordValue(v)
+	} else {
+		_ = s.failed.RecordValue(v)
+		code := errorCode(err)
+		s.errs[code]++
+		if _, seen := s.examples[code]; !seen {
+			s.examples[code] = err.Error()
+		}
+	}
+	if end.After(s.lastEnd) {
+		s.lastEnd = end
+	}
+	s.mu.Unlock()
+	r.done.Add(1)
+}
+
+// merged returns every shard's data in one shard.
+func (r *recorder) merged() *shard {
+	m := &shard{
 		ok:       hdrhistogram.New(histMin, histMax, histSigFigs),
 		failed:   hdrhistogram.New(histMin, histMax, histSigFigs),
 		errs:     map[string]int64{},
 		examples: map[string]string{},
 	}
-}
-
-func (r *recorder) record(latency time.Duration, end time.Time, err error) {
-	v := min(max(int64(latency), histMin), histMax)
-	r.mu.Lock()
-	if err == nil {
-		_ = r.ok.RecordValue(v)
-	} else {
-		_ = r.failed.RecordValue(v)
-		code := errorCode(err)
-		r.errs[code]++
-		if _, seen := r.examples[code]; !seen {
-			r.examples[code] = err.Error()
+	for _, s := range r.shards {
+		s.mu.Lock()
+		m.ok.Merge(s.ok)
+		m.failed.Merge(s.failed)
+		for k, v := range s.errs {
+			m.errs[k] += v
 		}
+		for k, v := range s.examples {
+			if _, seen := m.examples[k]; !seen {
+				m.examples[k] = v
+			}
+		}
+		if s.lastEnd.After(m.lastEnd) {
+			m.lastEnd = s.lastEnd
+		}
+		s.mu.Unlock()
 	}
-	if end.After(r.lastEnd) {
-		r.lastEnd = end
-	}
-	r.mu.Unlock()
-	r.done.Add(1)
+	return m
 }
 
 // errorCode names an error by its gRPC code, the vocabulary etcd's own metrics use

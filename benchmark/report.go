@@ -32,14 +32,14 @@ type Result struct {
 	// Throughput counts successful operations per second, like etcd's tool.
 	Throughput float64 `json:"throughput_ops_per_second"`
 
-	Latency             Latency  `json:"latency_seconds"`
-	Histogram           []Bucket `json:"histogram"`
-	FailedLatency       Latency  `json:"failed_latency_seconds"`
-	FailedHistogram     []Bucket `json:"failed_histogram"`
-	StoppedEarly        string   `json:"stopped_early,omitempty"`
-	KeysRemoved         int64    `json:"keys_removed"`
-	KeysKept            int64    `json:"keys_kept"`
-	Success             bool     `json:"success"`
+	Latency         Latency  `json:"latency_seconds"`
+	Histogram       []Bucket `json:"histogram"`
+	FailedLatency   Latency  `json:"failed_latency_seconds"`
+	FailedHistogram []Bucket `json:"failed_histogram"`
+	StoppedEarly    string   `json:"stopped_early,omitempty"`
+	KeysRemoved     int64    `json:"keys_removed"`
+	KeysKept        int64    `json:"keys_kept"`
+	Success         bool     `json:"success"`
 }
 
 // Latency summarises one histogram. All values are seconds; zero when there was no operation.
@@ -75,9 +75,8 @@ var quantiles = []struct {
 	{1, "1", func(l Latency) float64 { return l.Max }},
 }
 
-func (res *Result) fill(rec *recorder, start time.Time, openLoop bool) {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
+func (res *Result) fill(r *recorder, start time.Time, openLoop bool) {
+	rec := r.merged()
 	cfg := res.Config
 	res.Workload = cfg.Workload
 	res.Parameters = map[string]string{}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -16,8 +17,8 @@ import (
 // Runner runs one benchmark: pre-flight checks, the workload, cleanup, the report and the push.
 type Runner struct {
 	Config Config
-	// Dial opens one connection to etcd; it is called Config.Conns times.
-	Dial func() (*clientv3.Client, error)
+	// Dial opens connection i (0 ≤ i < Config.Conns) to etcd.
+	Dial func(i int) (*clientv3.Client, error)
 	// Out receives the report.
 	Out io.Writer
 	// Progress, when not nil, receives a progress bar. Give it a terminal only.
@@ -55,8 +56,8 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 			_ = c.Close()
 		}
 	}()
-	for range cfg.Conns {
-		c, err := r.Dial()
+	for i := range cfg.Conns {
+		c, err := r.Dial(i)
 		if err != nil {
 			return nil, err
 		}
@@ -138,7 +139,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 // (the cluster stalls), the operations that could not start on time carry their wait in their
 // latency, as the callers of a real service would feel it: no coordinated omission.
 func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, wl workload, workers []*worker, pre preflightInfo, res *Result) string {
-	rec := newRecorder()
+	rec := newRecorder(len(workers))
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
 
@@ -159,25 +160,20 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 	}
 
 	var (
-		next     int64
-		nextMu   sync.Mutex
+		next     atomic.Int64
 		wg       sync.WaitGroup
 		interval float64
 	)
 	if cfg.Rate > 0 {
 		interval = float64(time.Second) / cfg.Rate
 	}
+	bgWG.Add(1)
+	go func() {
+		defer bgWG.Done()
+		watchHungOps(runCtx, workers, cancelRun)
+	}()
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
-	claim := func() (int64, bool) {
-		nextMu.Lock()
-		defer nextMu.Unlock()
-		if cfg.Total > 0 && next >= int64(cfg.Total) {
-			return 0, false
-		}
-		next++
-		return next - 1, true
-	}
 	for _, w := range workers {
 		wg.Add(1)
 		go func() {
@@ -185,8 +181,8 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 			timer := time.NewTimer(time.Hour)
 			defer timer.Stop()
 			for runCtx.Err() == nil {
-				i, ok := claim()
-				if !ok {
+				i := next.Add(1) - 1
+				if cfg.Total > 0 && i >= int64(cfg.Total) {
 					return
 				}
 				var sched time.Time
@@ -209,16 +205,19 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 						return
 					}
 				}
+				w.busySince.Store(time.Now().UnixNano())
 				if r.beforeOp != nil {
 					r.beforeOp(w.id, i)
 				}
-				octx, cancel := context.WithTimeout(runCtx, opTimeout)
-				end, err := wl.op(octx, w, i)
-				cancel()
+				// No per-operation context: a timer per operation and the lock contention of
+				// registering it with the shared run context cost more client CPU than the
+				// whole report; watchHungOps bounds operations instead.
+				end, err := wl.op(runCtx, w, i)
+				w.busySince.Store(0)
 				if end.IsZero() {
 					end = time.Now()
 				}
-				rec.record(end.Sub(sched), end, err)
+				rec.record(w.id, end.Sub(sched), end, err)
 			}
 		}()
 	}
@@ -234,6 +233,26 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 		return fmt.Sprintf("interrupted after %d operations", res.Operations)
 	}
 	return ""
+}
+
+// watchHungOps stops the run when an operation has had no answer for opTimeout: a member that
+// accepts connections and never answers must not hold the benchmark (and its keys) forever.
+func watchHungOps(ctx context.Context, workers []*worker, stop context.CancelCauseFunc) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, w := range workers {
+				if since := w.busySince.Load(); since != 0 && now.UnixNano()-since > int64(opTimeout) {
+					stop(fmt.Errorf("stopped early: an operation got no answer for %s", opTimeout))
+					return
+				}
+			}
+		}
+	}
 }
 
 func showProgress(ctx context.Context, w io.Writer, cfg Config, rec *recorder) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,7 +20,8 @@ const (
 	// sessionTTL is the lease TTL (seconds) of lease, lock and election workers: long enough
 	// to ride out a slow cluster, short enough that an abandoned lease expires on its own.
 	sessionTTL = 60
-	// opTimeout bounds every operation, so that a hung member cannot stall a run forever.
+	// opTimeout bounds every operation (setup ones by context, measured ones by watchHungOps),
+	// so that a hung member cannot stall a run forever.
 	opTimeout = time.Minute
 )
 
@@ -29,6 +31,8 @@ type worker struct {
 	cli     *clientv3.Client
 	lease   clientv3.LeaseID
 	session *concurrency.Session
+	// busySince is when the current operation started (Unix ns), 0 between operations.
+	busySince atomic.Int64
 }
 
 // workload runs one kind of operation. op returns when the operation ended; a zero time means

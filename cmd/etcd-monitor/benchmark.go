@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/term"
+
+	"github.com/etcd-monitor/etcd-monitor/benchmark"
+	"github.com/etcd-monitor/etcd-monitor/etcdconn"
+)
+
+// benchmarkDialTimeout bounds each connection attempt of the benchmark's clients.
+const benchmarkDialTimeout = 5 * time.Second
+
+func init() {
+	extraCommands = append(extraCommands, addBenchmarkCommand)
+}
+
+// addBenchmarkCommand registers `etcd-monitor benchmark`. Flags mean what they mean in etcd's own
+// tool (tools/benchmark) where both have them; validation lives in benchmark.Config.Validate so
+// that every bad value gives the same one-line error.
+func addBenchmarkCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context.Context, *slog.Logger) error) {
+	cmd := app.Command("benchmark", "Load an etcd cluster with a workload and report latency and throughput; safe on a live cluster (see docs/benchmark.md).")
+	ef := addEtcdFlags(cmd)
+	cfg := benchmark.DefaultConfig()
+
+	cmd.Flag("workload", "Workload: put, range, mixed, txn-put, watch, lease, lock or election.").
+		Default(cfg.Workload).StringVar(&cfg.Workload)
+	cmd.Flag("conns", "Number of gRPC connections to etcd.").Default("1").IntVar(&cfg.Conns)
+	cmd.Flag("clients", "Number of concurrent clients, spread over the connections.").Default("1").IntVar(&cfg.Clients)
+	cmd.Flag("key-size", "Bytes of each key after the prefix (key-000000123 when room allows, digits only otherwise).").
+		Default("13").IntVar(&cfg.KeySize)
+	cmd.Flag("val-size", "Bytes of each value.").Default("8").IntVar(&cfg.ValSize)
+	cmd.Flag("total", "Number of operations to run (give this or --duration).").IntVar(&cfg.Total)
+	cmd.Flag("duration", "How long to run (give this or --total).").DurationVar(&cfg.Duration)
+	cmd.Flag("rate", "Operations per second, open loop: latency counts from each operation's scheduled time. 0 runs closed loop as fast as possible.").
+		Default("0").Float64Var(&cfg.Rate)
+	cmd.Flag("sequential-keys", "Use keys in order instead of at random from the key space.").BoolVar(&cfg.SequentialKeys)
+	cmd.Flag("key-space-size", "Number of distinct keys (and lock or election names).").Default("100000").IntVar(&cfg.KeySpaceSize)
+	cmd.Flag("prefix", "Every key the benchmark writes is under this prefix, which it deletes afterwards.").
+		Default(benchmark.DefaultPrefix).StringVar(&cfg.Prefix)
+	cmd.Flag("read-ratio", "Share of reads in the mixed workload, from 0 to 1.").Default("0.7").Float64Var(&cfg.ReadRatio)
+	cmd.Flag("consistency", "Read consistency of range and mixed: l (linearizable) or s (serializable).").
+		Default("l").StringVar(&cfg.Consistency)
+	cmd.Flag("output", "Report format: text or json.").Default("text").StringVar(&cfg.Output)
+	cmd.Flag("force", "Run even when the prefix already holds keys; they are deleted with the benchmark's own afterwards.").
+		BoolVar(&cfg.Force)
+	cmd.Flag("keep", "Leave the benchmark's keys in place instead of deleting the prefix.").BoolVar(&cfg.Keep)
+	cmd.Flag("pushgateway.url", "Push the results to this Pushgateway (job etcd_benchmark, grouped by workload and run).").
+		StringVar(&cfg.PushgatewayURL)
+	cmd.Flag("run.name", "Stable name of this run for the Pushgateway grouping, e.g. nightly (never a unique id).").
+		Default(benchmark.DefaultRunName).StringVar(&cfg.RunName)
+
+	return cmd, func(ctx context.Context, logger *slog.Logger) error {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		conn, err := ef.config()
+		if err != nil {
+			return err
+		}
+		r := &benchmark.Runner{
+			Config: cfg,
+			// Connection i talks to endpoint i mod n, as in etcd's tool: the load spreads evenly
+			// over the members given, each connection is one HTTP/2 stream, and a member that
+			// fails shows up as errors instead of being hidden by fail-over.
+			Dial: func(i int) (*clientv3.Client, error) {
+				one := conn
+				one.Endpoints = []string{conn.Endpoints[i%len(conn.Endpoints)]}
+				return etcdconn.New(one, benchmarkDialTimeout)
+			},
+			Out:    os.Stdout,
+			Logger: logger,
+		}
+		// A progress bar only where someone watches: never in pipes or CI logs.
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			r.Progress = os.Stderr
+		}
+		_, err = r.Run(ctx)
+		return err
+	}
+}
