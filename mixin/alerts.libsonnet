@@ -140,7 +140,7 @@ local util = import 'lib/util.libsonnet';
   ] + [
     alert(
       'EtcdDatabaseQuotaUsageHigh', t.severity, c.dbQuotaFor,
-      'cluster_member:etcd_monitor_db_quota_usage:ratio{%s} > %s' % [c.exporterSelector, t.ratio],
+      'cluster_member:etcd_monitor_db_quota_usage:ratio{%s} > %s' % [c.exporterSelector, util.num(t.ratio)],
       'An etcd database is filling its quota.',
       'The database of member %s of cluster %s uses {{ $value | humanizePercentage }} of its quota (threshold %d%%); at 100%% etcd raises NOSPACE and refuses writes.' % [member, cluster, std.round(t.ratio * 100)],
     )
@@ -177,9 +177,9 @@ local util = import 'lib/util.libsonnet';
   local latencyAlerts = [
     alert(
       'EtcdProbeLatencyHigh', 'warning', c.probeLatencyFor,
-      'cluster_member_probe:etcd_monitor_probe_duration_seconds:quantile_over_time{%s, quantile="0.95"} > %s' % [c.exporterSelector, c.probeLatencyThresholdSeconds],
+      'cluster_member_probe:etcd_monitor_probe_duration_seconds:quantile_over_time{%s, quantile="0.95"} > %s' % [c.exporterSelector, util.num(c.probeLatencyThresholdSeconds)],
       'Reads from an etcd member are slow.',
-      'The p95 over %s of the {{ $labels.probe }} probe against member %s of cluster %s is {{ $value | humanizeDuration }} (threshold %ss).' % [c.probeWindow, member, cluster, c.probeLatencyThresholdSeconds],
+      'The p95 over %s of the {{ $labels.probe }} probe against member %s of cluster %s is {{ $value | humanizeDuration }} (threshold %s).' % [c.probeWindow, member, cluster, util.ms(c.probeLatencyThresholdSeconds)],
     ),
     alert(
       'EtcdMixedVersions', 'warning', c.mixedVersionsFor,
@@ -212,9 +212,9 @@ local util = import 'lib/util.libsonnet';
   ] + [
     alert(
       'EtcdHighFsyncDurations', t.severity, c.diskLatencyFor,
-      'cluster_instance:etcd_disk_wal_fsync_duration_seconds:histogram_quantile{%s, quantile="0.99"} > %s' % [c.etcdSelector, t.threshold],
+      'cluster_instance:etcd_disk_wal_fsync_duration_seconds:histogram_quantile{%s, quantile="0.99"} > %s' % [c.etcdSelector, util.num(t.threshold)],
       'etcd WAL fsyncs are slow.',
-      'The p99 WAL fsync of member %s of cluster %s is {{ $value | humanizeDuration }} (threshold %ss; etcd needs under 10ms): the disk is too slow for etcd.' % [instance, cluster, t.threshold],
+      'The p99 WAL fsync of member %s of cluster %s is {{ $value | humanizeDuration }} (threshold %s; etcd needs under 10ms): the disk is too slow for etcd.' % [instance, cluster, util.ms(t.threshold)],
     )
     for t in [
       { severity: 'warning', threshold: c.walFsyncWarningSeconds },
@@ -223,9 +223,9 @@ local util = import 'lib/util.libsonnet';
   ] + [
     alert(
       'EtcdHighCommitDurations', t.severity, c.diskLatencyFor,
-      'cluster_instance:etcd_disk_backend_commit_duration_seconds:histogram_quantile{%s, quantile="0.99"} > %s' % [c.etcdSelector, t.threshold],
+      'cluster_instance:etcd_disk_backend_commit_duration_seconds:histogram_quantile{%s, quantile="0.99"} > %s' % [c.etcdSelector, util.num(t.threshold)],
       'etcd backend commits are slow.',
-      'The p99 backend commit of member %s of cluster %s is {{ $value | humanizeDuration }} (threshold %ss; etcd needs under 25ms): the disk is too slow for etcd.' % [instance, cluster, t.threshold],
+      'The p99 backend commit of member %s of cluster %s is {{ $value | humanizeDuration }} (threshold %s; etcd needs under 25ms): the disk is too slow for etcd.' % [instance, cluster, util.ms(t.threshold)],
     )
     for t in [
       { severity: 'warning', threshold: c.backendCommitWarningSeconds },
@@ -234,9 +234,9 @@ local util = import 'lib/util.libsonnet';
   ] + [
     alert(
       'EtcdPeerRoundTripHigh', 'warning', c.peerRTTFor,
-      'cluster_instance:etcd_network_peer_round_trip_time_seconds:histogram_quantile{%s, quantile="0.99"} > %s' % [c.etcdSelector, c.peerRTTWarningSeconds],
+      'cluster_instance:etcd_network_peer_round_trip_time_seconds:histogram_quantile{%s, quantile="0.99"} > %s' % [c.etcdSelector, util.num(c.peerRTTWarningSeconds)],
       'etcd peers are slow to reach.',
-      'The p99 round trip from member %s to peer {{ $labels.To }} of cluster %s is {{ $value | humanizeDuration }} (threshold %ss): the election timeout should be at least ten times the round trip.' % [instance, cluster, c.peerRTTWarningSeconds],
+      'The p99 round trip from member %s to peer {{ $labels.To }} of cluster %s is {{ $value | humanizeDuration }} (threshold %s): the election timeout should be at least ten times the round trip.' % [instance, cluster, util.ms(c.peerRTTWarningSeconds)],
     ),
   ] + [
     alert(
@@ -256,11 +256,11 @@ local util = import 'lib/util.libsonnet';
       // makes that dependency explicit (no histogram, no result), see docs/runbooks.md.
       |||
         histogram_quantile(0.99, sum by (%(by)s) (rate(grpc_server_handling_seconds_bucket{%(etcdSelector)s, grpc_type="unary", grpc_method!="Defragment"}[%(rateWindow)s])))
-        > %(grpcSlowThresholdSeconds)s
+        > %(threshold)s
         and on (%(on)s) (count by (%(on)s) (grpc_server_handling_seconds_bucket{%(etcdSelector)s}) > 0)
-      ||| % (c { by: etcdBy(['grpc_service', 'grpc_method', 'le']), on: etcdBy([]) }),
+      ||| % (c { by: etcdBy(['grpc_service', 'grpc_method', 'le']), on: etcdBy([]), threshold: util.num(c.grpcSlowThresholdSeconds) }),
       'etcd serves gRPC requests slowly.',
-      'The p99 of {{ $labels.grpc_service }}/{{ $labels.grpc_method }} requests on member %s of cluster %s is {{ $value | humanizeDuration }} (threshold %ss).' % [instance, cluster, c.grpcSlowThresholdSeconds],
+      'The p99 of {{ $labels.grpc_service }}/{{ $labels.grpc_method }} requests on member %s of cluster %s is {{ $value | humanizeDuration }} (threshold %s).' % [instance, cluster, util.ms(c.grpcSlowThresholdSeconds)],
     ),
   ],
 

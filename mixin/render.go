@@ -49,12 +49,10 @@ func Render(overrides string) (map[string][]byte, error) {
 		var b []byte
 		switch path.Ext(name) {
 		case ".json":
-			var buf bytes.Buffer
-			if err := json.Indent(&buf, raw, "", "  "); err != nil {
+			b, err = indentJSON(raw)
+			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			buf.WriteByte('\n')
-			b = buf.Bytes()
 		case ".yml", ".yaml":
 			b, err = toYAML(raw)
 			if err != nil {
@@ -76,6 +74,23 @@ func Names(files map[string][]byte) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// indentJSON re-encodes jsonnet's output so that numbers take their shortest form (jsonnet
+// writes 0.65 as 0.65000000000000002); keys stay sorted, as jsonnet sorts them.
+func indentJSON(raw []byte) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // toYAML turns jsonnet's JSON (keys sorted) into block-style YAML; multi-line strings such as
