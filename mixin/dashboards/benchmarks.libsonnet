@@ -7,6 +7,8 @@ local g = import '../lib/dashboard.libsonnet';
     // Pushgateway's scrape config (see docs/mixin.md).
     local b = '%s, %s="$cluster", workload=~"$workload"' % [c.benchmarkSelector, cl],
     local t = g.target,
+    // Failed operations of each run over all gRPC codes; 0 when a run pushed no error series.
+    local errors = '(sum without (instance, code) (etcd_benchmark_errors_total{%s}) or max without (instance) (etcd_benchmark_operations_total{%s}) * 0)' % [b, b],
 
     'etcd-benchmarks.json': g.dashboard(
       'etcd / Benchmarks',
@@ -23,7 +25,7 @@ local g = import '../lib/dashboard.libsonnet';
         g.table('Latest result per workload and run', 'The last pushed result of each run: operations, errors, throughput, p99 latency and when it last succeeded.',
                 [
                   t('max without (instance) (etcd_benchmark_operations_total{%s})' % b, instant=true, format='table'),
-                  t('max without (instance) (etcd_benchmark_errors_total{%s})' % b, instant=true, format='table'),
+                  t(errors, instant=true, format='table'),
                   t('max without (instance) (etcd_benchmark_throughput_ops_per_second{%s})' % b, instant=true, format='table'),
                   t('max without (instance) (etcd_benchmark_latency_seconds{%s, quantile="0.99"})' % b, instant=true, format='table'),
                   t('max without (instance) (etcd_benchmark_last_success_timestamp_seconds{%s}) * 1000' % b, instant=true, format='table'),
@@ -42,8 +44,8 @@ local g = import '../lib/dashboard.libsonnet';
                      [t('max without (instance) (etcd_benchmark_latency_seconds{%s, quantile="0.99"})' % b, '{{workload}} {{run}}')], unit='s', min=0, points=true),
         g.timeseries('Latency percentiles', 'Every pushed latency percentile of each run.',
                      [t('max without (instance) (etcd_benchmark_latency_seconds{%s})' % b, '{{workload}} {{run}} p{{quantile}}')], unit='s', min=0, points=true, w=24, legend='table'),
-        g.timeseries('Errors', 'Failed operations per run, as a share of all operations.',
-                     [t('max without (instance) (etcd_benchmark_errors_total{%s}) / max without (instance) (etcd_benchmark_operations_total{%s} > 0)' % [b, b], '{{workload}} {{run}}')], unit='percentunit', min=0, points=true),
+        g.timeseries('Errors', 'Failed operations per run (all gRPC codes), as a share of all operations.',
+                     [t('%s / max without (instance) (etcd_benchmark_operations_total{%s} > 0)' % [errors, b], '{{workload}} {{run}}')], unit='percentunit', min=0, points=true),
         g.timeseries('Run duration', 'Wall-clock duration of each run.',
                      [t('max without (instance) (etcd_benchmark_duration_seconds{%s})' % b, '{{workload}} {{run}}')], unit='s', min=0, points=true),
       ],
