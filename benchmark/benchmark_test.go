@@ -406,3 +406,30 @@ func TestUnreachableEtcd(t *testing.T) {
 		t.Fatal("run against a closed port did not give up on its own")
 	}
 }
+
+// A run bounded only by time has no pre-flight estimate: it must stop itself before NOSPACE.
+func TestDurationRunStopsBeforeQuota(t *testing.T) {
+	ep := startEtcd(t, func(c *embed.Config) { c.QuotaBackendBytes = 4 << 20 })
+	c := newClient(t, ep)
+	cfg := testConfig(WorkloadPut, 0)
+	cfg.Duration = 30 * time.Second
+	cfg.ValSize = 20000
+	start := time.Now()
+	res, out, err := run(t, ctxT(t), ep, cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "stopped early") || !strings.Contains(err.Error(), "quota") {
+		t.Fatalf("want the run stopped early by the quota, got %v\n%s", err, out)
+	}
+	if time.Since(start) > 20*time.Second || res.Operations == 0 || res.Failures != 0 {
+		t.Errorf("took %s, %d operations, %d failed", time.Since(start), res.Operations, res.Failures)
+	}
+	alarms, err := c.AlarmList(ctxT(t))
+	if err != nil || len(alarms.Alarms) != 0 {
+		t.Errorf("alarms after the run: %v %v", alarms, err)
+	}
+	if n := count(t, c, DefaultPrefix); n != 0 {
+		t.Errorf("%d keys left", n)
+	}
+	if !strings.Contains(out, "Stopped:") {
+		t.Errorf("report does not say the run stopped early:\n%s", out)
+	}
+}

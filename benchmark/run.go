@@ -140,15 +140,28 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 // latency, as the callers of a real service would feel it: no coordinated omission.
 func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, wl workload, workers []*worker, pre preflightInfo, res *Result) string {
 	rec := newRecorder(len(workers))
+	// runCtx is cancelled on an interrupt or a hung operation: operations in flight are abandoned.
+	// stop ends the run gracefully (quota limits): no new operation starts, those in flight end.
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
+	var (
+		stopOnce  sync.Once
+		stopCause error
+		stopped   = make(chan struct{})
+	)
+	stop := func(cause error) {
+		stopOnce.Do(func() {
+			stopCause = cause
+			close(stopped)
+		})
+	}
 
 	var bgWG sync.WaitGroup
 	if cfg.writeFraction() > 0 {
 		bgWG.Add(1)
 		go func() {
 			defer bgWG.Done()
-			guardQuota(runCtx, probe, pre, cancelRun)
+			guardQuota(runCtx, probe, pre, stop)
 		}()
 	}
 	if r.Progress != nil {
@@ -172,6 +185,7 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 		defer bgWG.Done()
 		watchHungOps(runCtx, workers, cancelRun)
 	}()
+	budget := newWriteBudget(cfg, pre)
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	for _, w := range workers {
@@ -180,7 +194,7 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 			defer wg.Done()
 			timer := time.NewTimer(time.Hour)
 			defer timer.Stop()
-			for runCtx.Err() == nil {
+			for runCtx.Err() == nil && !isClosed(stopped) {
 				i := next.Add(1) - 1
 				if cfg.Total > 0 && i >= int64(cfg.Total) {
 					return
@@ -197,6 +211,8 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 						case <-timer.C:
 						case <-runCtx.Done():
 							return
+						case <-stopped:
+							return
 						}
 					}
 				} else {
@@ -204,6 +220,10 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 					if cfg.Duration > 0 && !sched.Before(deadline) {
 						return
 					}
+				}
+				if !budget.reserve() {
+					stop(fmt.Errorf("stopped early: the writes would take the database past %.0f%% of its %s quota", QuotaUsageLimit*100, mib(pre.quota)))
+					return
 				}
 				w.busySince.Store(time.Now().UnixNano())
 				if r.beforeOp != nil {
@@ -226,6 +246,9 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 	bgWG.Wait()
 
 	res.fill(rec, start, interval > 0)
+	if stopCause != nil {
+		return stopCause.Error()
+	}
 	if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause.Error()
 	}
@@ -233,6 +256,15 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 		return fmt.Sprintf("interrupted after %d operations", res.Operations)
 	}
 	return ""
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // watchHungOps stops the run when an operation has had no answer for opTimeout: a member that

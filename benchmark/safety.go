@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -105,42 +107,75 @@ func (p *preflightInfo) readSize(ctx context.Context, cli *clientv3.Client) erro
 	return nil
 }
 
+// writeCost is the estimated database growth of a run: fixed (seeds, leases) plus per operation.
+// Nothing is compacted, so every write stays as a revision; the final delete adds one tombstone
+// per distinct key.
+type writeCost struct {
+	fixed     int64   // seeds, and a lease grant and revoke per worker
+	perOp     float64 // average over operations
+	tombstone int64   // per distinct key written
+}
+
+func newWriteCost(cfg Config) writeCost {
+	key := int64(len(cfg.Prefix) + max(cfg.KeySize, len("election-")+cfg.KeySize))
+	val := int64(cfg.ValSize)
+	c := writeCost{tombstone: key + bytesPerRevision}
+	switch cfg.Workload {
+	case WorkloadPut, WorkloadTxnPut, WorkloadWatch, WorkloadMixed:
+		c.perOp = cfg.writeFraction() * float64(key+val+bytesPerRevision)
+	case WorkloadLock, WorkloadElection:
+		// a key (name + lease id) created and deleted per operation, nothing left to tombstone
+		c.perOp = 2 * float64(key+17+val+bytesPerRevision)
+		c.tombstone = 0
+	case WorkloadRange, WorkloadLease:
+		c.tombstone = 0 // reads and keep-alives do not touch the key space
+	}
+	if cfg.Workload == WorkloadRange || cfg.Workload == WorkloadMixed {
+		seeds := int64(min(cfg.KeySpaceSize, maxSeedKeys))
+		c.fixed += seeds * (key + val + bytesPerRevision + key + bytesPerRevision)
+	}
+	c.fixed += int64(cfg.Clients) * 2 * bytesPerRevision
+	return c
+}
+
 // estimateBytes is how much the run could add to the database, or -1 when it is bounded only by
-// time. Nothing is compacted, so every write stays as a revision; the final delete adds one
-// tombstone per distinct key.
+// time.
 func estimateBytes(cfg Config) int64 {
 	ops := cfg.plannedOps()
 	if ops < 0 {
 		return -1
 	}
-	key := int64(len(cfg.Prefix) + max(cfg.KeySize, len("election-")+cfg.KeySize))
-	val := int64(cfg.ValSize)
-	var perOp float64
-	var distinct int64
-	switch cfg.Workload {
-	case WorkloadPut, WorkloadTxnPut, WorkloadWatch, WorkloadMixed:
-		perOp = cfg.writeFraction() * float64(key+val+bytesPerRevision)
-		distinct = min(ops, int64(cfg.KeySpaceSize))
-	case WorkloadRange:
-		perOp = 0
-	case WorkloadLock, WorkloadElection:
-		// a key (name + lease id) created and deleted per operation
-		perOp = 2 * float64(key+17+val+bytesPerRevision)
-	case WorkloadLease:
-		perOp = 0 // keep-alives do not touch the key space
-	}
-	seeds := int64(0)
-	if cfg.Workload == WorkloadRange || cfg.Workload == WorkloadMixed {
-		seeds = int64(min(cfg.KeySpaceSize, maxSeedKeys))
-		distinct = max(distinct, seeds)
-	}
-	leases := int64(cfg.Clients) * 2 * bytesPerRevision // grant and revoke of one lease per worker
-	return int64(perOp*float64(ops)) + seeds*(key+val+bytesPerRevision) + distinct*(key+bytesPerRevision) + leases
+	c := newWriteCost(cfg)
+	distinct := min(ops, int64(cfg.KeySpaceSize))
+	return c.fixed + int64(c.perOp*float64(ops)) + distinct*c.tombstone
 }
+
+// writeBudget stops a run bounded by time alone before its writes, as estimated, take the
+// database past the limit: the database size polled by guardQuota lags a fast writer by up to a
+// second, time enough to hit NOSPACE on a small quota. Each operation reserves its cost before
+// it is sent, a tombstone included, which over-estimates on purpose.
+type writeBudget struct {
+	left  atomic.Int64
+	perOp int64
+}
+
+// newWriteBudget returns nil when the pre-flight estimate already bounds the run.
+func newWriteBudget(cfg Config, pre preflightInfo) *writeBudget {
+	if cfg.plannedOps() >= 0 || cfg.writeFraction() == 0 {
+		return nil
+	}
+	c := newWriteCost(cfg)
+	b := &writeBudget{perOp: int64(math.Ceil(c.perOp + cfg.writeFraction()*float64(c.tombstone)))}
+	b.left.Store(pre.limit() - pre.dbSize - c.fixed)
+	return b
+}
+
+// reserve reports whether one more operation fits.
+func (b *writeBudget) reserve() bool { return b == nil || b.left.Add(-b.perOp) >= 0 }
 
 // guardQuota stops the run when the database crosses the limit anyway: runs bounded by time alone
 // have no estimate, and other clients write too.
-func guardQuota(ctx context.Context, cli *clientv3.Client, pre preflightInfo, stop context.CancelCauseFunc) {
+func guardQuota(ctx context.Context, cli *clientv3.Client, pre preflightInfo, stop func(error)) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

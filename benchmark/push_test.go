@@ -1,0 +1,197 @@
+package benchmark
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// pushgatewayBinary finds the Pushgateway built by `make tools` (PUSHGATEWAY_BIN overrides). It
+// skips the test when there is none, unless ETCD_MONITOR_REQUIRE_TOOLS=1 (CI), which fails it.
+func pushgatewayBinary(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("PUSHGATEWAY_BIN")
+	if bin == "" {
+		abs, err := filepath.Abs(filepath.Join("..", "bin", "pushgateway"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin = abs
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("ETCD_MONITOR_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("%s is missing (run make tools): %v", bin, err)
+		}
+		t.Skipf("%s is missing; run make tools (ETCD_MONITOR_REQUIRE_TOOLS=1 makes this a failure)", bin)
+	}
+	return bin
+}
+
+func startPushgateway(t *testing.T) string {
+	t.Helper()
+	bin := pushgatewayBinary(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--web.listen-address="+addr, "--log.level=error")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the Pushgateway: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	url := "http://" + addr
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := client.Get(url + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				client.CloseIdleConnections()
+				return url
+			}
+		}
+	}
+	t.Fatalf("the Pushgateway at %s did not become ready; logs:\n%s", url, logs.String())
+	return ""
+}
+
+// scrape returns the Pushgateway's series of job etcd_benchmark, keyed by name and then by the
+// label set written as name="value" pairs sorted as the Pushgateway sorts them.
+func scrape(t *testing.T, url string) map[string]map[string]float64 {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]float64{}
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "etcd_benchmark_") {
+			continue
+		}
+		out[name] = map[string]float64{}
+		for _, m := range f.Metric {
+			var ls []string
+			for _, l := range m.Label {
+				if l.GetName() == "instance" || l.GetName() == "job" && l.GetValue() == pushJob {
+					continue
+				}
+				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			out[name][strings.Join(ls, ",")] = metricValue(m)
+		}
+	}
+	return out
+}
+
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Untyped != nil:
+		return m.Untyped.GetValue()
+	}
+	return -1
+}
+
+func TestPushToPushgateway(t *testing.T) {
+	pg := startPushgateway(t)
+	ep := startEtcd(t, nil)
+
+	cfg := testConfig(WorkloadPut, 25)
+	cfg.PushgatewayURL = pg
+	cfg.RunName = "nightly"
+	res, out, err := run(t, ctxT(t), ep, cfg, nil)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	got := scrape(t, pg)
+	group := `run="nightly",workload="put"`
+	want := map[string]float64{
+		"etcd_benchmark_operations_total": 25,
+		"etcd_benchmark_duration_seconds": res.DurationSeconds,
+	}
+	for name, v := range want {
+		if g, ok := got[name][group]; !ok || g != v {
+			t.Errorf("%s{%s} = %v (present %v), want %v; all: %v", name, group, g, ok, v, got[name])
+		}
+	}
+	if g := got["etcd_benchmark_throughput_ops_per_second"][group]; g <= 0 {
+		t.Errorf("throughput %v", g)
+	}
+	for _, q := range []string{"0.5", "0.9", "0.95", "0.99", "0.999", "1"} {
+		if g := got["etcd_benchmark_latency_seconds"][`quantile="`+q+`",`+group]; g <= 0 {
+			t.Errorf("latency quantile %s = %v; all: %v", q, g, got["etcd_benchmark_latency_seconds"])
+		}
+	}
+	if g := got["etcd_benchmark_errors_total"][`code="Unavailable",`+group]; g != 0 {
+		t.Errorf("errors_total{code=Unavailable} = %v, want a pushed 0", g)
+	}
+	lastSuccess := got["etcd_benchmark_last_success_timestamp_seconds"][group]
+	if time.Since(time.Unix(int64(lastSuccess), 0)) > time.Minute {
+		t.Errorf("last success timestamp %v is not now", lastSuccess)
+	}
+	var info string
+	for ls := range got["etcd_benchmark_info"] {
+		info = ls
+	}
+	for _, l := range []string{`clients="4"`, `conns="2"`, `val_size="32"`, `total="25"`, `prefix="/etcd-monitor-benchmark/"`, `run="nightly"`} {
+		if !strings.Contains(info, l) {
+			t.Errorf("info series %s lacks %s", info, l)
+		}
+	}
+
+	// A failed run pushes its counts but leaves the last success in place (add semantics).
+	failed := &Result{Config: cfg, Workload: cfg.Workload, Operations: 10, Successes: 7, Failures: 3,
+		ErrorsByCode: map[string]int64{"Unavailable": 3}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pushResults(ctx, cfg, failed, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got = scrape(t, pg)
+	if g := got["etcd_benchmark_last_success_timestamp_seconds"][group]; g != lastSuccess {
+		t.Errorf("a failed run moved the last success from %v to %v", lastSuccess, g)
+	}
+	if g := got["etcd_benchmark_errors_total"][`code="Unavailable",`+group]; g != 3 {
+		t.Errorf("errors_total{code=Unavailable} = %v after the failed run, want 3", g)
+	}
+	if g := got["etcd_benchmark_operations_total"][group]; g != 10 {
+		t.Errorf("operations_total = %v after the failed run, want 10", g)
+	}
+}
+
+func TestPushToClosedPortFailsAfterReport(t *testing.T) {
+	ep := startEtcd(t, nil)
+	cfg := testConfig(WorkloadPut, 10)
+	cfg.PushgatewayURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	res, out, err := run(t, ctxT(t), ep, cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "Pushgateway") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("want a one-line Pushgateway error, got %v", err)
+	}
+	if res == nil || res.Operations != 10 || !strings.Contains(out, "Operations:  10") {
+		t.Errorf("the report was not printed before the push failed:\n%s", out)
+	}
+}
