@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools pins the version of the reference binaries built from this module;
+// tools/build.sh builds them with 'go build' inside this directory.
+package tools
+
+import (
+	_ "github.com/prometheus/alertmanager/cmd/alertmanager"
+	_ "github.com/prometheus/alertmanager/cmd/amtool"
+)
