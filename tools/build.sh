@@ -15,7 +15,8 @@ mkdir -p "$BIN"
 export CGO_ENABLED=0
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 # Never let a caller's -mod=mod rewrite the committed go.mod/go.sum.
-export GOFLAGS="-mod=readonly"
+# -buildvcs=false: the tools modules sit inside this repo; its git state says nothing about them.
+export GOFLAGS="-mod=readonly -buildvcs=false"
 
 # name | variable | tools/ dir | module (its version is the pin) | package | version-check args
 TABLE='
