@@ -10,6 +10,9 @@
 # Environment (defaults in brackets):
 #   MEMBERS [3]  PAIRS [3]  CONNS [10]  CLIENTS [100]  KEY_SIZE [8]  VAL_SIZE [256]
 #   KEY_SPACE [100000]  TOTAL [20000]  UNSAFE_NO_FSYNC [false]
+#   PREFIX [/b/]: etcd-monitor's key prefix. etcd's tool writes KEY_SIZE-byte keys at the root;
+#     ours are the prefix plus KEY_SIZE bytes, so a short prefix keeps the requests the same size.
+#     PREFIX=/etcd-monitor-benchmark/ measures the default (23 more bytes per key).
 #   ETCD_BIN [bin/etcd]  ETCDCTL_BIN [bin/etcdctl]  ETCD_BENCHMARK_BIN [bin/etcd-benchmark]
 #   ETCD_MONITOR_BIN [built from ./cmd/etcd-monitor into the temp dir]
 set -euo pipefail
@@ -23,6 +26,7 @@ KEY_SIZE=${KEY_SIZE:-8}
 VAL_SIZE=${VAL_SIZE:-256}
 KEY_SPACE=${KEY_SPACE:-100000}
 TOTAL=${TOTAL:-20000}
+PREFIX=${PREFIX:-/b/}
 UNSAFE_NO_FSYNC=${UNSAFE_NO_FSYNC:-false}
 ETCD_BIN=${ETCD_BIN:-$repo/bin/etcd}
 ETCDCTL_BIN=${ETCDCTL_BIN:-$repo/bin/etcdctl}
@@ -129,7 +133,7 @@ theirs() {
 ours() {
 	local cpu rps
 	cpu=$(run_timed "$work/ours.out" "$ETCD_MONITOR_BIN" benchmark --etcd.endpoints="$eps" --conns="$CONNS" --clients="$CLIENTS" \
-		--workload=put --key-size="$KEY_SIZE" --val-size="$VAL_SIZE" --total="$TOTAL" --key-space-size="$KEY_SPACE" --output=json)
+		--workload=put --prefix="$PREFIX" --key-size="$KEY_SIZE" --val-size="$VAL_SIZE" --total="$TOTAL" --key-space-size="$KEY_SPACE" --output=json)
 	rps=$(awk -F'[:,]' '/"throughput_ops_per_second"/ {gsub(/ /, "", $2); print $2}' "$work/ours.out")
 	echo "$rps $cpu"
 }
@@ -137,7 +141,7 @@ ours() {
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 echo "etcd $("$ETCD_BIN" --version | head -n 1 | awk '{print $3}'), $MEMBERS members on loopback (unsafe-no-fsync=$UNSAFE_NO_FSYNC), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "put: conns $CONNS, clients $CLIENTS, key $KEY_SIZE B, value $VAL_SIZE B, key space $KEY_SPACE, $TOTAL ops; $PAIRS pairs, alternating order"
+echo "put: conns $CONNS, clients $CLIENTS, key $KEY_SIZE B (ours under prefix $PREFIX), value $VAL_SIZE B, key space $KEY_SPACE, $TOTAL ops; $PAIRS pairs, alternating order"
 printf '%-5s %-14s %14s %14s %10s %10s\n' pair first "theirs ops/s" "ours ops/s" ratio "cpu t/o s"
 ratios=() their_rps=() our_rps=() their_cpu=() our_cpu=()
 for p in $(seq 1 "$PAIRS"); do
