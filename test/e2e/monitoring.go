@@ -200,6 +200,7 @@ func (e *Env) StartAlertmanager(opts AlertmanagerOptions) *Alertmanager {
 		"--storage.path="+e.Subdir("alertmanager"),
 		"--web.listen-address="+addr,
 		"--cluster.listen-address=", // no gossip port: a single instance on loopback
+		"--log.level=debug",         // every alert received and every notification sent
 	)
 	am.WaitHTTP(am.URL+"/-/ready", startTimeout)
 	return am
@@ -356,6 +357,9 @@ func (e *Env) StartPrometheus(opts PrometheusOptions) *Prometheus {
 		// Hidden flag (cmd/prometheus/main.go, default 5s): targets are scraped from the first
 		// second instead of five seconds after start.
 		"--scrape.discovery-reload-interval=1s",
+		// Prometheus learns its Alertmanager a few seconds after start; an alert that fires
+		// before that is otherwise re-sent only after the default 1m.
+		"--rules.alert.resend-delay=1s",
 	}, opts.ExtraArgs...)
 	p.Process = e.Start("prometheus", Binary(e.t, BinPrometheus), args...)
 	p.WaitHTTP(p.URL+"/-/ready", startTimeout)
