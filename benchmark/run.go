@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,8 +127,31 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 			logger.Info("pushed results", "url", cfg.PushgatewayURL, "job", pushJob, "workload", cfg.Workload, "run", cfg.RunName)
 		}
 	}
-	return res, errors.Join(errs...)
+	return res, joinErrors(errs)
 }
+
+// joinErrors is errors.Join on one line: the CLI prints errors as one line each.
+func joinErrors(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return lineErrors(errs)
+}
+
+type lineErrors []error
+
+func (e lineErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e lineErrors) Unwrap() []error { return e }
 
 // loop runs the operations and fills res. It returns why it stopped early, or "".
 //
