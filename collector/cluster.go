@@ -1,0 +1,49 @@
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcd-monitor/etcd-monitor/snapshot"
+)
+
+func init() {
+	registerCollector("cluster", true, snapshot.Needs{Status: true}, phaseStatus, newClusterCollector)
+}
+
+// clusterCollector reports what no single member can: facts derived from all members' answers.
+type clusterCollector struct {
+	members, learners, membersUp, quorum, hasQuorum, leaders *prometheus.Desc
+}
+
+func newClusterCollector() Collector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(namespace+"_cluster_"+name, help, nil, nil)
+	}
+	return &clusterCollector{
+		members:   d("members", "Members in the member list, learners included."),
+		learners:  d("learners", "Learner (non-voting) members in the member list."),
+		membersUp: d("members_up", "Members that answered Status within the scrape deadline."),
+		quorum:    d("quorum", "Voting members needed for quorum."),
+		hasQuorum: d("has_quorum", "1 when at least a quorum of voting members is up and names the same leader."),
+		leaders:   d("leaders", "Distinct leader IDs reported by the members that answered: 0 is no leader, 2 or more means members disagree (a stale leader cut off from its peers)."),
+	}
+}
+
+func (c *clusterCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+	if s.MemberListErr != nil {
+		return errNoMembers(s)
+	}
+	cl := s.Cluster()
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	gauge(c.members, float64(cl.Members))
+	gauge(c.learners, float64(cl.Learners))
+	gauge(c.membersUp, float64(cl.MembersUp))
+	gauge(c.quorum, float64(cl.Quorum))
+	gauge(c.hasQuorum, boolValue(cl.HasQuorum))
+	if !cl.AnyStatus {
+		// With no answer, "0 leaders" would be a claim nobody made.
+		return errNoStatus
+	}
+	gauge(c.leaders, float64(len(cl.Leaders)))
+	return nil
+}

@@ -1,0 +1,50 @@
+package collector
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcd-monitor/etcd-monitor/snapshot"
+)
+
+func init() {
+	registerCollector("probe", true, snapshot.Needs{Probes: true}, phaseProbe, newProbeCollector)
+}
+
+// probeCollector reports one real read per member and kind. It keeps no history: percentiles
+// come from quantile_over_time in PromQL.
+type probeCollector struct {
+	duration, success *prometheus.Desc
+}
+
+func newProbeCollector() Collector {
+	return &probeCollector{
+		duration: memberDesc("probe_duration_seconds", "Duration of this scrape's probe read against the member alone; only emitted when the read succeeded.", "probe"),
+		success:  memberDesc("probe_success", "1 when this scrape's probe read against the member succeeded, else 0.", "probe"),
+	}
+}
+
+var errNoProbeAnswered = errors.New("no probe got an answer")
+
+func (c *probeCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+	if s.MemberListErr != nil {
+		return errNoMembers(s)
+	}
+	answered := false
+	for _, m := range s.Members {
+		for i, kind := range snapshot.ProbeKinds {
+			l := append(memberLabels(m), string(kind))
+			ok := i < len(m.Probes) && m.Probes[i].Err == nil
+			ch <- prometheus.MustNewConstMetric(c.success, prometheus.GaugeValue, boolValue(ok), l...)
+			if ok {
+				answered = true
+				ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, m.Probes[i].Duration.Seconds(), l...)
+			}
+		}
+	}
+	if !answered {
+		return errNoProbeAnswered
+	}
+	return nil
+}
