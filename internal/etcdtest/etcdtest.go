@@ -57,6 +57,7 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
 	var initial []string
+	token := fmt.Sprintf("etcdtest-%d", time.Now().UnixNano())
 	for i := range n {
 		name := fmt.Sprintf("m%d", i)
 		cfg := embed.NewConfig()
@@ -69,7 +70,7 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		cfg.AdvertiseClientUrls = []url.URL{clientURL}
 		cfg.ListenPeerUrls = []url.URL{peerURL}
 		cfg.AdvertisePeerUrls = []url.URL{peerURL}
-		cfg.InitialClusterToken = fmt.Sprintf("etcdtest-%d", time.Now().UnixNano())
+		cfg.InitialClusterToken = token
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.LogLevel = "error"
 		// Short timeouts make leader elections in tests take a fraction of a second.
