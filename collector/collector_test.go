@@ -427,3 +427,25 @@ func TestUnreachableEtcdIsUpZero(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkScrape measures one full scrape (snapshot of every member plus exposition) of a
+// 3-member embedded cluster.
+func BenchmarkScrape(b *testing.B) {
+	c := etcdtest.Start(b, 3)
+	taker, err := snapshot.NewTaker(etcdconn.Config{Endpoints: c.Endpoints()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer taker.Close()
+	e, err := New(taker, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := registryFor(e, 5*time.Second)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := g.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,46 @@
+GO        ?= go
+BIN       := $(CURDIR)/bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
+             -X github.com/prometheus/common/version.Revision=$(REVISION) \
+             -X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+export ETCD_MONITOR_BIN := $(BIN)/etcd-monitor
+
+.PHONY: all build test unit-test e2e-test lint tools mixin bench bench-compare scrape-compare
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/etcd-monitor ./cmd/etcd-monitor
+
+tools:
+	./tools/build.sh
+
+mixin:
+	$(GO) run ./mixin/cmd/render -out .
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/
+
+# Unit tests against embedded etcd, then the end-to-end suite against real processes. The tools
+# are required: tests that need promtool, Prometheus or the Pushgateway fail instead of skipping.
+test: tools build lint unit-test e2e-test
+
+unit-test:
+	ETCD_MONITOR_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m ./...
+
+e2e-test:
+	ETCD_MONITOR_REQUIRE_TOOLS=1 $(GO) test -count=1 -tags e2e -timeout 20m ./test/e2e/
+
+# One full scrape of a 3-member embedded cluster (ns/op, allocs/op).
+bench:
+	$(GO) test -run '^$$' -bench Scrape -benchmem ./collector/
+
+bench-compare: tools build
+	./scripts/compare-benchmark.sh
+
+scrape-compare: tools build
+	./scripts/compare-scrape.sh
