@@ -94,3 +94,26 @@ func TestExporterHealthyKilledAndQuorumLoss(t *testing.T) {
 		t.Errorf("scrape took %ss, timeout is 2s", strconv.FormatFloat(d[0].Value, 'f', 3, 64))
 	}
 }
+
+// The exporter works against etcd 3.5 servers, which do not report their quota.
+func TestExporterAgainstEtcd35(t *testing.T) {
+	s := StartStack(t, StackOptions{
+		Etcd:               EtcdOptions{Binary: BinEtcd35},
+		Exporter:           true,
+		AlertmanagerConfig: filepath.Join(RepoRoot(t), "alerts", "alertmanager.yml"),
+		Prometheus:         PrometheusOptions{ScrapeInterval: 2 * time.Second},
+	})
+	p := s.Prometheus
+	p.WaitQuery(waitFor, `etcd_monitor_member_up{job="etcd-monitor"}`, AllEqual(3, 1))
+	p.WaitQuery(waitFor, `etcd_monitor_cluster_has_quorum{job="etcd-monitor"}`, AllEqual(1, 1))
+	p.WaitQuery(waitFor, `etcd_monitor_member_probe_success{job="etcd-monitor"}`, AllEqual(6, 1))
+	info := p.WaitQuery(waitFor, `etcd_monitor_member_info{job="etcd-monitor"}`, func(s []Sample) bool { return len(s) == 3 })
+	for _, i := range info {
+		if v := i.Labels["version"]; len(v) < 4 || v[:4] != "3.5." {
+			t.Errorf("member %s version %q, want 3.5.x", i.Labels["member"], v)
+		}
+	}
+	if q, err := p.Query(`etcd_monitor_member_db_quota_bytes{job="etcd-monitor"}`); err != nil || len(q) != 0 {
+		t.Errorf("db_quota_bytes from etcd 3.5 = %v (%v), want absent", q, err)
+	}
+}
