@@ -15,6 +15,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/goleak"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
 func TestMain(m *testing.M) {
@@ -395,7 +397,7 @@ func TestKeyFormat(t *testing.T) {
 
 func TestUnreachableEtcd(t *testing.T) {
 	cfg := testConfig(WorkloadPut, 10)
-	ep := "127.0.0.1:" + itoa(int64(freePort(t)))
+	ep := "127.0.0.1:" + itoa(int64(etcdtest.FreePort(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_, _, err := run(t, ctx, ep, cfg, nil)

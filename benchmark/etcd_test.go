@@ -2,68 +2,28 @@ package benchmark
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startEtcd runs a one-member etcd in-process on free loopback ports, with its data in a temp dir.
+// startEtcd runs a one-member etcd in-process on free loopback ports and returns its host:port.
 func startEtcd(t testing.TB, adjust func(*embed.Config)) string {
 	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "bench"
-	cfg.Dir = t.TempDir()
-	client, err := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	// Tests measure behaviour, not disks: skip fsync so that they are fast on any machine.
-	cfg.UnsafeNoFsync = true
-	if adjust != nil {
-		adjust(cfg)
-	}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("starting etcd: %v", err)
-	}
-	t.Cleanup(func() {
-		e.Close()
-		<-e.Server.StopNotify()
+	c := etcdtest.Start(t, 1, func(_ int, cfg *embed.Config) {
+		// Tests measure behaviour, not disks: skip fsync so that they are fast on any machine.
+		cfg.UnsafeNoFsync = true
+		if adjust != nil {
+			adjust(cfg)
+		}
 	})
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		e.Close()
-		t.Fatal("etcd did not become ready within 30s")
-	}
-	return client.Host
+	return strings.TrimPrefix(c.Members[0].ClientURL, "http://")
 }
 
 func dialer(ep string) func(int) (*clientv3.Client, error) {

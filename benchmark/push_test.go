@@ -15,6 +15,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
 // pushgatewayBinary finds the Pushgateway built by `make tools` (PUSHGATEWAY_BIN overrides). It
@@ -41,7 +43,7 @@ func pushgatewayBinary(t *testing.T) string {
 func startPushgateway(t *testing.T) string {
 	t.Helper()
 	bin := pushgatewayBinary(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t))
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--web.listen-address="+addr, "--log.level=error")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -186,7 +188,7 @@ func TestPushToPushgateway(t *testing.T) {
 func TestPushToClosedPortFailsAfterReport(t *testing.T) {
 	ep := startEtcd(t, nil)
 	cfg := testConfig(WorkloadPut, 10)
-	cfg.PushgatewayURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	cfg.PushgatewayURL = fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(t))
 	res, out, err := run(t, ctxT(t), ep, cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "Pushgateway") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("want a one-line Pushgateway error, got %v", err)
