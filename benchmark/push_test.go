@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,28 +15,10 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
 )
 
-// pushgatewayBinary finds the Pushgateway built by `make tools` (PUSHGATEWAY_BIN overrides). It
-// skips the test when there is none, unless ETCD_MONITOR_REQUIRE_TOOLS=1 (CI), which fails it.
-func pushgatewayBinary(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("PUSHGATEWAY_BIN")
-	if bin == "" {
-		abs, err := filepath.Abs(filepath.Join("..", "bin", "pushgateway"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bin = abs
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("ETCD_MONITOR_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s is missing (run make tools): %v", bin, err)
-		}
-		t.Skipf("%s is missing; run make tools (ETCD_MONITOR_REQUIRE_TOOLS=1 makes this a failure)", bin)
-	}
-	return bin
-}
+func pushgatewayBinary(t *testing.T) string { return toolbin.Path(t, "pushgateway", "PUSHGATEWAY_BIN") }
 
 func startPushgateway(t *testing.T) string {
 	t.Helper()

@@ -15,27 +15,11 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
 )
 
-// tool finds a binary built by `make tools` (<repo>/bin/<name>) or named by env. Without it the
-// test skips, unless ETCD_MONITOR_REQUIRE_TOOLS=1 (set by `make test`), where it fails.
-func tool(t *testing.T, name, env string) string {
-	t.Helper()
-	p := os.Getenv(env)
-	if p == "" {
-		p = filepath.Join(repoRoot, "bin", name)
-	}
-	if abs, err := filepath.Abs(p); err == nil {
-		p = abs
-	}
-	if fi, err := os.Stat(p); err != nil || fi.IsDir() {
-		if os.Getenv("ETCD_MONITOR_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s not found at %s (run `make tools` or set %s)", name, p, env)
-		}
-		t.Skipf("%s not found at %s (run `make tools` or set %s)", name, p, env)
-	}
-	return p
-}
+func tool(t *testing.T, name, env string) string { return toolbin.Path(t, name, env) }
 
 func run(t *testing.T, dir, bin string, args ...string) string {
 	t.Helper()
