@@ -162,7 +162,7 @@ func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 	t.forget(keep)
 
 	var wg sync.WaitGroup
-	var statusEnd, probeEnd sync.Mutex
+	var phaseMu sync.Mutex // guards the phase durations written by the goroutines
 	phaseStart := time.Now()
 	for _, m := range s.Members {
 		if m.Endpoint == "" {
@@ -172,9 +172,9 @@ func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 		if needs.Status {
 			wg.Go(func() {
 				t.status(ctx, m)
-				statusEnd.Lock()
+				phaseMu.Lock()
 				s.StatusDuration = max(s.StatusDuration, time.Since(phaseStart))
-				statusEnd.Unlock()
+				phaseMu.Unlock()
 			})
 		}
 		if needs.Probes {
@@ -182,9 +182,9 @@ func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 			for i, kind := range ProbeKinds {
 				wg.Go(func() {
 					m.Probes[i] = t.probe(ctx, m, kind)
-					probeEnd.Lock()
+					phaseMu.Lock()
 					s.ProbeDuration = max(s.ProbeDuration, time.Since(phaseStart))
-					probeEnd.Unlock()
+					phaseMu.Unlock()
 				})
 			}
 		}
