@@ -181,6 +181,7 @@ func client(t *testing.T, endpoints []string) *clientv3.Client {
 
 func TestScrapesAddNothingToRaftLog(t *testing.T) {
 	c := etcdtest.Start(t, 3)
+	c.Settle()
 	e, _ := newExporter(t, etcdconn.Config{Endpoints: c.Endpoints()})
 	g := registryFor(e, 5*time.Second)
 	before := values(t, g)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -163,3 +164,39 @@ func (m *Member) Etcd() *embed.Etcd {
 
 // ID returns the member's raft ID (valid while running).
 func (m *Member) ID() uint64 { return uint64(m.Etcd().Server.MemberID()) }
+
+// Settle waits (bounded) until every member has agreed on a cluster version and the applied
+// raft index has stopped moving. A fresh cluster still proposes its cluster version a few
+// seconds after it reports ready; tests that assert the raft log does not move must not mistake
+// that write for their own.
+func (c *Cluster) Settle() {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last []uint64
+	stable := 0
+	for time.Now().Before(deadline) {
+		var cur []uint64
+		ready := true
+		for _, m := range c.Members {
+			e := m.Etcd()
+			if e == nil {
+				continue
+			}
+			if e.Server.ClusterVersion() == nil {
+				ready = false
+			}
+			cur = append(cur, e.Server.AppliedIndex())
+		}
+		if ready && slices.Equal(cur, last) && slices.Min(cur) == slices.Max(cur) {
+			stable++
+			if stable >= 5 {
+				return
+			}
+		} else {
+			stable = 0
+		}
+		last = cur
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("cluster did not settle within 30s (applied indexes %v)", last)
+}
