@@ -14,6 +14,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
 )
@@ -297,10 +298,40 @@ func sameEndpoint(advertised, configured string) bool {
 	return !strings.Contains(configured, "://") && u.Host == configured
 }
 
+// ErrUnreachable marks a member whose connection failed (refused, reset, no route) rather than
+// one that did not answer in time.
+var ErrUnreachable = errors.New("member unreachable")
+
+// reachable waits until the member's connection is ready, or fails at once when gRPC reports it
+// failing. clientv3 calls wait for a ready connection, so without this a stopped member (connection
+// refused) would hold every call to it until the deadline. A hung member keeps a ready connection and
+// is still bounded by ctx alone.
+func reachable(ctx context.Context, c *clientv3.Client) error {
+	conn := c.ActiveConnection()
+	for {
+		switch st := conn.GetState(); st {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return fmt.Errorf("%w: connection %s", ErrUnreachable, strings.ToLower(st.String()))
+		case connectivity.Idle:
+			conn.Connect()
+			fallthrough
+		default:
+			if !conn.WaitForStateChange(ctx, st) {
+				return ctx.Err()
+			}
+		}
+	}
+}
+
 func (t *Taker) status(ctx context.Context, m *Member) {
 	start := time.Now()
 	c, err := t.client(ctx, m.Endpoint)
 	var resp *clientv3.StatusResponse
+	if err == nil {
+		err = reachable(ctx, c)
+	}
 	if err == nil {
 		resp, err = c.Status(ctx, m.Endpoint)
 	}
@@ -317,6 +348,10 @@ func (t *Taker) probe(ctx context.Context, m *Member, kind ProbeKind) Probe {
 	p := Probe{Kind: kind}
 	c, err := t.client(ctx, m.Endpoint)
 	if err != nil {
+		p.Err = err
+		return p
+	}
+	if err := reachable(ctx, c); err != nil {
 		p.Err = err
 		return p
 	}

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -85,5 +86,52 @@ func TestParseAlarms(t *testing.T) {
 	want := []MemberAlarm{{10276657743932975437, AlarmNoSpace}, {7, AlarmCorrupt}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("parseAlarms = %v, want %v", got, want)
+	}
+}
+
+// A stopped member refuses connections: that is reported as unreachable, not left to run into the
+// deadline, on the first snapshot after the stop and on later ones; a restarted member is up again.
+func TestStoppedMemberIsUnreachableNotTimedOut(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	tk, err := NewTaker(etcdconn.Config{Endpoints: c.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	if got := take(t, tk).Cluster().MembersUp; got != 3 {
+		t.Fatalf("members up = %d, want 3", got)
+	}
+	stopped := c.Members[1]
+	stopped.Stop()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s := tk.Take(ctx, Needs{Status: true, Probes: true})
+		cancel()
+		for _, m := range s.Members {
+			if m.Name != stopped.Name {
+				if m.StatusErr != nil {
+					t.Errorf("snapshot %d: %s status: %v", i, m.Name, m.StatusErr)
+				}
+				continue
+			}
+			if !errors.Is(m.StatusErr, ErrUnreachable) {
+				t.Errorf("snapshot %d: stopped member status error = %v, want %v", i, m.StatusErr, ErrUnreachable)
+			}
+			for _, p := range m.Probes {
+				if !errors.Is(p.Err, ErrUnreachable) {
+					t.Errorf("snapshot %d: stopped member probe %s error = %v, want %v", i, p.Kind, p.Err, ErrUnreachable)
+				}
+			}
+		}
+	}
+	stopped.Restart(t)
+	for attempt := 0; ; attempt++ {
+		if take(t, tk).Cluster().MembersUp == 3 {
+			break
+		}
+		if attempt == 40 {
+			t.Fatal("restarted member not up after 40 snapshots")
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
