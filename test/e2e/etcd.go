@@ -21,6 +21,20 @@ type EtcdOptions struct {
 	// ClientTLS, when set, serves the client URLs over https with these files
 	// (--client-cert-auth when ClientCertAuth). Metrics URLs stay plain http.
 	ClientTLS *TLSFiles
+	// PerMember places member i elsewhere than a plain process on 127.0.0.1 (for example in a
+	// network namespace); members past the end of the slice use the defaults.
+	PerMember []MemberOptions
+}
+
+// MemberOptions places one member.
+type MemberOptions struct {
+	// Prefix runs etcd through a command that execs it, e.g. {"ip", "netns", "exec", ns}, so the
+	// process the harness signals is etcd itself.
+	Prefix []string
+	// ClientHost is the address of the client and metrics listeners (default 127.0.0.1).
+	ClientHost string
+	// PeerHost is the address of the peer listener (default 127.0.0.1).
+	PeerHost string
 }
 
 // TLSFiles are PEM files for a server (or a client).
@@ -53,8 +67,9 @@ type Cluster struct {
 	Members []*Member
 }
 
-// StartEtcd starts the members (each with its own data dir and four loopback ports: client,
-// peer, metrics) and waits until every member reports healthy.
+// StartEtcd starts the members (each with its own data dir and three ports: client, peer,
+// metrics; on loopback unless PerMember says otherwise) and waits until every member reports
+// healthy.
 func (e *Env) StartEtcd(opts EtcdOptions) *Cluster {
 	e.t.Helper()
 	if opts.Members == 0 {
@@ -71,13 +86,26 @@ func (e *Env) StartEtcd(opts EtcdOptions) *Cluster {
 	}
 	c := &Cluster{env: e}
 	var initial []string
+	place := make([]MemberOptions, opts.Members)
+	for i := range place {
+		if i < len(opts.PerMember) {
+			place[i] = opts.PerMember[i]
+		}
+		if place[i].ClientHost == "" {
+			place[i].ClientHost = "127.0.0.1"
+		}
+		if place[i].PeerHost == "" {
+			place[i].PeerHost = "127.0.0.1"
+		}
+	}
 	for i := range opts.Members {
 		name := fmt.Sprintf("etcd%d", i)
+		ch, ph := place[i].ClientHost, place[i].PeerHost
 		m := &Member{
 			Index:      i,
-			ClientURL:  fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[3*i]),
-			PeerURL:    fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+1]),
-			MetricsURL: fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+2]),
+			ClientURL:  fmt.Sprintf("%s://%s:%d", scheme, ch, ports[3*i]),
+			PeerURL:    fmt.Sprintf("http://%s:%d", ph, ports[3*i+1]),
+			MetricsURL: fmt.Sprintf("http://%s:%d", ch, ports[3*i+2]),
 			DataDir:    filepath.Join(e.Subdir(name), "data"),
 		}
 		c.Members = append(c.Members, m)
@@ -106,7 +134,11 @@ func (e *Env) StartEtcd(opts EtcdOptions) *Cluster {
 			}
 		}
 		args = append(args, opts.Flags...)
-		m.Process = e.Start(name, bin, args...)
+		if pre := place[i].Prefix; len(pre) > 0 {
+			m.Process = e.Start(name, pre[0], append(append(append([]string(nil), pre[1:]...), bin), args...)...)
+		} else {
+			m.Process = e.Start(name, bin, args...)
+		}
 	}
 	c.WaitHealthy(startTimeout)
 	return c

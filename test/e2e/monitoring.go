@@ -128,15 +128,29 @@ func (w *Webhook) Messages() []WebhookMessage {
 // named alertname with the given status ("firing" or "resolved") and returns that alert.
 func (w *Webhook) WaitAlert(timeout time.Duration, receiver, alertname, status string) (WebhookMessage, WebhookAlert) {
 	w.t.Helper()
+	return w.WaitAlertLabels(timeout, receiver, alertname, status, nil)
+}
+
+// WaitAlertLabels is WaitAlert for an alert that also carries every label in labels.
+func (w *Webhook) WaitAlertLabels(timeout time.Duration, receiver, alertname, status string, labels map[string]string) (WebhookMessage, WebhookAlert) {
+	w.t.Helper()
 	var gotMsg WebhookMessage
 	var got WebhookAlert
-	Eventually(w.t, timeout, fmt.Sprintf("webhook: %s %s via receiver %q", alertname, status, receiver), func() (bool, string) {
+	matches := func(a WebhookAlert) bool {
+		for k, v := range labels {
+			if a.Labels[k] != v {
+				return false
+			}
+		}
+		return a.Labels["alertname"] == alertname && a.Status == status
+	}
+	Eventually(w.t, timeout, fmt.Sprintf("webhook: %s%v %s via receiver %q", alertname, labels, status, receiver), func() (bool, string) {
 		msgs := w.Messages()
 		var seen []string
 		for _, m := range msgs {
 			for _, a := range m.Alerts {
 				seen = append(seen, m.Receiver+":"+a.Labels["alertname"]+":"+a.Status)
-				if (receiver == "" || m.Receiver == receiver) && a.Labels["alertname"] == alertname && a.Status == status {
+				if (receiver == "" || m.Receiver == receiver) && matches(a) {
 					gotMsg, got = m, a
 					return true, ""
 				}
