@@ -7,7 +7,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 export ETCD_MONITOR_BIN := $(BIN)/etcd-monitor
 
-.PHONY: all build test unit-test e2e-test lint tools mixin bench bench-compare scrape-compare
+.PHONY: all build test unit-test e2e-test lint tools mixin bench bench-compare scrape-compare demo demo-stop
 
 all: build
 
@@ -44,3 +44,11 @@ bench-compare: tools build
 
 scrape-compare: tools build
 	./scripts/compare-scrape.sh
+
+# The local demo (docs/demo.md): etcd x3, etcd-monitor, Prometheus, Alertmanager, Pushgateway and
+# a benchmark run on 127.0.0.1, state in .demo/ (DEMO_DIR); Ctrl-C or `make demo-stop` ends it.
+demo: build
+	./scripts/demo.sh up
+
+demo-stop:
+	./scripts/demo.sh stop
