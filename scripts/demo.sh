@@ -235,7 +235,11 @@ cleanup_on_exit() {
 }
 
 cmd_up() {
-	local i p name
+	local i p name envs=""
+	SECONDS=0
+	# The follow-up commands need this demo's settings when they are not the defaults.
+	[ -z "${DEMO_DIR:-}" ] || envs+="DEMO_DIR=$STATE "
+	[ "$OFFSET" = 0 ] || envs+="DEMO_PORT_OFFSET=$OFFSET "
 
 	# A previous demo still running, or a directory that is not ours: refuse rather than clobber.
 	if [ -n "$(marked_pids)" ]; then
@@ -331,7 +335,7 @@ EOF
 	cat <<EOF
 
 ================================================================================================
-etcd-monitor demo is running. State and logs: $STATE
+etcd-monitor demo is running (ready in ${SECONDS}s). State and logs: $STATE
   etcd members      http://127.0.0.1:${CLIENT_PORTS[0]}  http://127.0.0.1:${CLIENT_PORTS[1]}  http://127.0.0.1:${CLIENT_PORTS[2]}  (etcd-0..2, /metrics on the same ports)
   etcd-monitor      http://127.0.0.1:$EXPORTER_PORT/metrics
   Prometheus        http://127.0.0.1:$PROMETHEUS_PORT  (targets: /targets, alerts: /alerts)
@@ -347,8 +351,9 @@ before sending a new group):
        kill \$(cat $STATE/run/etcd-1.pid) \$(cat $STATE/run/etcd-2.pid)
   3. fill the quota    -> EtcdNoSpaceAlarm at once (critical, pagerduty):
        for i in \$(seq 40); do head -c 1000000 /dev/zero | tr '\\0' x | $ETCDCTL $c put /demo-fill/\$i >/dev/null || break; done
-Bring a member back:  $ROOT/scripts/demo.sh restart-member etcd-2
-Stop everything:      Ctrl-C here, or make demo-stop
+Bring a member back:  ${envs}$ROOT/scripts/demo.sh restart-member etcd-2
+Start afresh:         stop, then make demo again (the state directory is recreated)
+Stop everything:      Ctrl-C here, or ${envs}make demo-stop
 ================================================================================================
 Alerts received by the log receiver:
 EOF
