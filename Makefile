@@ -46,7 +46,8 @@ scrape-compare: tools build
 	./scripts/compare-scrape.sh
 
 # The local demo (docs/demo.md): etcd x3, etcd-monitor, Prometheus, Alertmanager, Pushgateway and
-# a benchmark run on 127.0.0.1, state in .demo/ (DEMO_DIR); Ctrl-C or `make demo-stop` ends it.
+# a benchmark run on 127.0.0.1, state in .demo/ (DEMO_DIR), ports shifted by DEMO_PORT_OFFSET;
+# Ctrl-C or `make demo-stop` ends it.
 demo: build
 	./scripts/demo.sh up
 
