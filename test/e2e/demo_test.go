@@ -367,11 +367,30 @@ func (d *demoRun) forceStop() {
 	}
 }
 
-// freeDemoOffset picks a DEMO_PORT_OFFSET whose eleven ports are all free now (bounded tries).
+// freeDemoOffset picks a DEMO_PORT_OFFSET whose eleven ports are all free now (bounded tries),
+// keeping every port below the kernel's ephemeral range so that no outgoing connection (ours or
+// another test's) can take one between this check and the demo's listen.
 func freeDemoOffset(t *testing.T) int {
 	t.Helper()
+	ephemeralLow := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				ephemeralLow = n
+			}
+		}
+	}
+	maxBase := 0
+	for _, p := range demoBasePorts {
+		maxBase = max(maxBase, p)
+	}
+	// Offset 0 is the default a developer's own `make demo` uses; never take it.
+	span := ephemeralLow - 1 - maxBase
+	if span < 1 {
+		span = 27000 // an unusual ephemeral range: accept the small risk
+	}
 	for range 20 {
-		offset := 1000 + rand.IntN(27000)
+		offset := 1 + rand.IntN(span)
 		free := true
 		for _, p := range demoBasePorts {
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+offset)))
