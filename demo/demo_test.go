@@ -655,3 +655,73 @@ func sorted(s []string) []string {
 	sort.Strings(s)
 	return s
 }
+
+// TestDockerfile: no engine builds it here, so check what the compose stack relies on: a static
+// build of packages that exist and are not ignored, a non-root final image exposing the port the
+// etcd-monitor service listens on.
+func TestDockerfile(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	b, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	ignore, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignored := map[string]bool{}
+	for _, l := range strings.Split(string(ignore), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			ignored[strings.Trim(l, "/")] = true
+		}
+	}
+
+	if !regexp.MustCompile(`(?m)^ENV CGO_ENABLED=0$`).MatchString(df) {
+		t.Error("Dockerfile does not build with CGO_ENABLED=0; the distroless static image has no libc")
+	}
+	builds := regexp.MustCompile(`-o /out/(\S+) (\./\S+)`).FindAllStringSubmatch(df, -1)
+	if len(builds) != 2 {
+		t.Fatalf("Dockerfile builds %v, want etcd-monitor and logreceiver", builds)
+	}
+	for _, m := range builds {
+		pkg := strings.TrimPrefix(m[2], "./")
+		mustExist(t, filepath.Join(root, pkg), "Dockerfile package "+m[2])
+		if top, _, _ := strings.Cut(pkg, "/"); ignored[top] || ignored[pkg] {
+			t.Errorf(".dockerignore excludes %s, which the Dockerfile builds", m[2])
+		}
+	}
+	for _, must := range []string{"go.mod", "go.sum", "cmd", "demo"} {
+		if ignored[must] {
+			t.Errorf(".dockerignore excludes %s, which the build needs", must)
+		}
+	}
+
+	// Stages: FROM lines split the file; the last is the default image compose builds.
+	stages := regexp.MustCompile(`(?m)^FROM `).Split(df, -1)[1:]
+	if len(stages) < 2 {
+		t.Fatalf("Dockerfile has %d stages, want a build stage and small final images", len(stages))
+	}
+	final := stages[len(stages)-1]
+	for i, st := range stages[1:] {
+		base := strings.Fields(st)[0]
+		if !strings.HasPrefix(base, "gcr.io/distroless/static") && base != "scratch" {
+			t.Errorf("stage %d runs on %s, want a distroless static or scratch base", i+2, base)
+		}
+		user := regexp.MustCompile(`(?m)^USER (\S+)$`).FindStringSubmatch(st)
+		if user == nil || strings.HasPrefix(user[1], "0") || strings.HasPrefix(user[1], "root") {
+			t.Errorf("stage %d (%s) does not run as a non-root USER", i+2, base)
+		}
+	}
+	expose := regexp.MustCompile(`(?m)^EXPOSE (\d+)$`).FindStringSubmatch(final)
+	if want := containerPort(t, "etcd-monitor", p.Services["etcd-monitor"]); expose == nil || expose[1] != want {
+		t.Errorf("final image EXPOSE %v, want the exporter's port %s", expose, want)
+	}
+	if !strings.Contains(final, `ENTRYPOINT ["/bin/etcd-monitor"]`) {
+		t.Error("final image's entrypoint is not /bin/etcd-monitor")
+	}
+	if p.Services["etcd-monitor"].Build.Target != "" {
+		t.Errorf("etcd-monitor builds stage %q, want the default (final) stage", p.Services["etcd-monitor"].Build.Target)
+	}
+}
