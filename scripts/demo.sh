@@ -193,6 +193,10 @@ command -v setsid >/dev/null && SETSID="setsid"
 
 cmd_stop() {
 	local sup i
+	if [ ! -f "$STATE/run/demo.pid" ] && [ -z "$(marked_pids)" ]; then
+		echo "demo: nothing is running in $STATE"
+		return 0
+	fi
 	if [ -f "$STATE/run/demo.pid" ]; then
 		# The foreground `make demo` stops everything itself on TERM; give it the time to.
 		sup="$(cat "$STATE/run/demo.pid")"
