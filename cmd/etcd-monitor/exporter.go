@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/etcd-monitor/etcd-monitor/clusterapi"
 	"github.com/etcd-monitor/etcd-monitor/collector"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
@@ -70,28 +71,16 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return err
 		}
 
-		self := prometheus.NewRegistry()
-		self.MustRegister(
-			collectors.NewGoCollector(),
-			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			versioncollector.NewCollector("etcd_monitor"),
-		)
-		mux := http.NewServeMux()
-		mux.Handle(*metricsPath, exp.Handler(collector.HandlerOpts{Timeout: *timeout, Offset: *offset, Gatherer: self, Logger: logger}))
-		mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "OK") })
-		landing, err := web.NewLandingPage(web.LandingConfig{
-			Name:        appName,
-			Description: "Prometheus exporter for every member of an etcd cluster",
-			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}},
+		handler, api, err := newExporterHandler(exporterHandlerConfig{
+			metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
+			taker: taker, exporter: exp, logger: logger,
 		})
 		if err != nil {
 			return err
 		}
-		mux.Handle("/", landing)
 
 		logger.Info("starting etcd-monitor", "version", version.Info(), "endpoints", strings.Join(conn.Endpoints, ","), "collectors", strings.Join(exp.Collectors(), ","))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		errc := make(chan error, 1)
 		go func() { errc <- web.ListenAndServe(srv, webCfg, logger) }()
 		select {
@@ -99,9 +88,52 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return err
 		case <-ctx.Done():
 			logger.Info("shutting down")
+			api.ShuttingDown()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			return srv.Shutdown(sctx)
 		}
 	}
+}
+
+// exporterHandlerConfig is what the exporter's HTTP handler is built from.
+type exporterHandlerConfig struct {
+	metricsPath     string
+	timeout, offset time.Duration
+	taker           *snapshot.Taker
+	exporter        *collector.Exporter
+	logger          *slog.Logger
+}
+
+// newExporterHandler builds everything the exporter serves on one mux, so that --web.config.file
+// (TLS, basic auth) protects the metrics, the status API and the page alike.
+func newExporterHandler(c exporterHandlerConfig) (http.Handler, *clusterapi.API, error) {
+	self := prometheus.NewRegistry()
+	self.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("etcd_monitor"),
+	)
+	mux := http.NewServeMux()
+	mux.Handle(c.metricsPath, c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}))
+	api := clusterapi.New(clusterapi.Options{
+		Snapshots: snapshot.NewShared(c.taker.Take, clusterapi.Needs),
+		Timeout:   c.timeout,
+		Offset:    c.offset,
+		Logger:    c.logger,
+	})
+	api.Register(mux)
+	landing, err := web.NewLandingPage(clusterapi.Landing(web.LandingConfig{
+		Name:        appName,
+		Description: "Prometheus exporter for every member of an etcd cluster",
+		Version:     version.Info(),
+		Links:       []web.LandingLinks{{Address: c.metricsPath, Text: "Metrics"}},
+		// No pprof handlers are served, so the page must not link to them.
+		Profiling: "false",
+	}))
+	if err != nil {
+		return nil, nil, err
+	}
+	mux.Handle("/", landing)
+	return mux, api, nil
 }
