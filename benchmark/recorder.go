@@ -21,12 +21,13 @@ const (
 	histSigFigs = 3
 )
 
-// maxShards bounds the recorder's memory (two histograms of ~260 KiB per shard) whatever
-// --clients is, while keeping workers from queueing on one lock.
-const maxShards = 16
+// maxShards bounds the recorder's memory (a ~260 KiB histogram per shard, plus one for failures
+// once a shard sees one) whatever --clients is. Up to that, every worker has a shard of its own,
+// so recording never waits on another worker's lock.
+const maxShards = 128
 
-// recorder collects every operation's outcome in shards, each a mutex-guarded pair of histograms
-// shared by a few workers; the report merges them.
+// recorder collects every operation's outcome in shards, each a mutex-guarded pair of histograms;
+// the report merges them.
 type recorder struct {
 	shards []*shard
 	done   atomic.Int64
@@ -35,21 +36,22 @@ type recorder struct {
 type shard struct {
 	mu       sync.Mutex
 	ok       *hdrhistogram.Histogram
-	failed   *hdrhistogram.Histogram
+	failed   *hdrhistogram.Histogram // nil until the first failure
 	errs     map[string]int64
 	examples map[string]string
 	lastEnd  time.Time
+	// Pad shards apart so that workers on different cores do not share cache lines.
+	_ [64]byte
+}
+
+func newShard() *shard {
+	return &shard{ok: hdrhistogram.New(histMin, histMax, histSigFigs), errs: map[string]int64{}, examples: map[string]string{}}
 }
 
 func newRecorder(workers int) *recorder {
 	r := &recorder{}
 	for range min(max(workers, 1), maxShards) {
-		r.shards = append(r.shards, &shard{
-			ok:       hdrhistogram.New(histMin, histMax, histSigFigs),
-			failed:   hdrhistogram.New(histMin, histMax, histSigFigs),
-			errs:     map[string]int64{},
-			examples: map[string]string{},
-		})
+		r.shards = append(r.shards, newShard())
 	}
 	return r
 }
@@ -61,6 +63,9 @@ func (r *recorder) record(worker int, latency time.Duration, end time.Time, err 
 	if err == nil {
 		_ = s.ok.RecordValue(v)
 	} else {
+		if s.failed == nil {
+			s.failed = hdrhistogram.New(histMin, histMax, histSigFigs)
+		}
 		_ = s.failed.RecordValue(v)
 		code := errorCode(err)
 		s.errs[code]++
@@ -77,16 +82,14 @@ func (r *recorder) record(worker int, latency time.Duration, end time.Time, err 
 
 // merged returns every shard's data in one shard.
 func (r *recorder) merged() *shard {
-	m := &shard{
-		ok:       hdrhistogram.New(histMin, histMax, histSigFigs),
-		failed:   hdrhistogram.New(histMin, histMax, histSigFigs),
-		errs:     map[string]int64{},
-		examples: map[string]string{},
-	}
+	m := newShard()
+	m.failed = hdrhistogram.New(histMin, histMax, histSigFigs)
 	for _, s := range r.shards {
 		s.mu.Lock()
 		m.ok.Merge(s.ok)
-		m.failed.Merge(s.failed)
+		if s.failed != nil {
+			m.failed.Merge(s.failed)
+		}
 		for k, v := range s.errs {
 			m.errs[k] += v
 		}

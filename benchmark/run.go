@@ -216,9 +216,14 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// gRPC derives a cancellable context from the caller's for every call, which locks
+			// the nearest cancellable ancestor twice per operation. A context of the worker's own
+			// keeps that lock private instead of having every worker queue on runCtx's.
+			wctx, wcancel := context.WithCancel(runCtx)
+			defer wcancel()
 			timer := time.NewTimer(time.Hour)
 			defer timer.Stop()
-			for runCtx.Err() == nil && !isClosed(stopped) {
+			for wctx.Err() == nil && !isClosed(stopped) {
 				i := next.Add(1) - 1
 				if cfg.Total > 0 && i >= int64(cfg.Total) {
 					return
@@ -233,7 +238,7 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 						timer.Reset(d)
 						select {
 						case <-timer.C:
-						case <-runCtx.Done():
+						case <-wctx.Done():
 							return
 						case <-stopped:
 							return
@@ -249,14 +254,18 @@ func (r *Runner) loop(ctx context.Context, probe *clientv3.Client, cfg Config, w
 					stop(fmt.Errorf("stopped early: the writes would take the database past %.0f%% of its %s quota", QuotaUsageLimit*100, mib(pre.quota)))
 					return
 				}
-				w.busySince.Store(time.Now().UnixNano())
+				if interval > 0 {
+					w.busySince.Store(time.Now().UnixNano())
+				} else {
+					w.busySince.Store(sched.UnixNano())
+				}
 				if r.beforeOp != nil {
 					r.beforeOp(w.id, i)
 				}
 				// No per-operation context: a timer per operation and the lock contention of
 				// registering it with the shared run context cost more client CPU than the
 				// whole report; watchHungOps bounds operations instead.
-				end, err := wl.op(runCtx, w, i)
+				end, err := wl.op(wctx, w, i)
 				w.busySince.Store(0)
 				if end.IsZero() {
 					end = time.Now()

@@ -48,6 +48,21 @@ type base struct {
 	keys  keyFormat
 	val   string
 	seeds int // keys written before the run, the range of read keys
+	// table holds every plain key when the key space is small enough, built before the clock
+	// starts so that an operation formats and allocates no key (as etcd's tool pre-builds its
+	// requests).
+	table []string
+}
+
+// maxKeyTable bounds the pre-built key table (about 40 MiB at most with short keys).
+const maxKeyTable = 1 << 20
+
+// plainKey returns plain key i.
+func (b *base) plainKey(i int) string {
+	if b.table != nil {
+		return b.table[i]
+	}
+	return b.keys.key("", i)
 }
 
 // keyIndex picks the key of operation i.
@@ -60,9 +75,9 @@ func (b *base) keyIndex(i int64) int {
 
 func (b *base) readKey(i int64) string {
 	if b.cfg.SequentialKeys {
-		return b.keys.key("", int(i%int64(b.seeds)))
+		return b.plainKey(int(i % int64(b.seeds)))
 	}
-	return b.keys.key("", rand.IntN(b.seeds))
+	return b.plainKey(rand.IntN(b.seeds))
 }
 
 func (b *base) readOpts() []clientv3.OpOption {
@@ -81,6 +96,15 @@ func newWorkload(cfg Config) (workload, error) {
 		return nil, err
 	}
 	b := base{cfg: cfg, keys: kf, val: value(cfg.ValSize)}
+	switch cfg.Workload {
+	case WorkloadPut, WorkloadTxnPut, WorkloadRange, WorkloadMixed, WorkloadWatch:
+		if cfg.KeySpaceSize <= maxKeyTable {
+			b.table = make([]string, cfg.KeySpaceSize)
+			for i := range b.table {
+				b.table[i] = kf.key("", i)
+			}
+		}
+	}
 	switch cfg.Workload {
 	case WorkloadPut:
 		return &putWorkload{b}, nil
@@ -103,14 +127,14 @@ func newWorkload(cfg Config) (workload, error) {
 type putWorkload struct{ base }
 
 func (p *putWorkload) op(ctx context.Context, w *worker, i int64) (time.Time, error) {
-	_, err := w.cli.Put(ctx, p.keys.key("", p.keyIndex(i)), p.val)
+	_, err := w.cli.Put(ctx, p.plainKey(p.keyIndex(i)), p.val)
 	return time.Time{}, err
 }
 
 type txnPutWorkload struct{ base }
 
 func (p *txnPutWorkload) op(ctx context.Context, w *worker, i int64) (time.Time, error) {
-	_, err := w.cli.Txn(ctx).Then(clientv3.OpPut(p.keys.key("", p.keyIndex(i)), p.val)).Commit()
+	_, err := w.cli.Txn(ctx).Then(clientv3.OpPut(p.plainKey(p.keyIndex(i)), p.val)).Commit()
 	return time.Time{}, err
 }
 
@@ -124,14 +148,14 @@ type readWorkload struct {
 func (r *readWorkload) setup(ctx context.Context, workers []*worker) error {
 	r.seeds = min(r.cfg.KeySpaceSize, maxSeedKeys)
 	return seed(ctx, workers, r.seeds, func(ctx context.Context, w *worker, i int) error {
-		_, err := w.cli.Put(ctx, r.keys.key("", i), r.val)
+		_, err := w.cli.Put(ctx, r.plainKey(i), r.val)
 		return err
 	})
 }
 
 func (r *readWorkload) op(ctx context.Context, w *worker, i int64) (time.Time, error) {
 	if r.mixed && rand.Float64() >= r.cfg.ReadRatio {
-		_, err := w.cli.Put(ctx, r.keys.key("", r.keyIndex(i)), r.val)
+		_, err := w.cli.Put(ctx, r.plainKey(r.keyIndex(i)), r.val)
 		return time.Time{}, err
 	}
 	_, err := w.cli.Get(ctx, r.readKey(i), r.readOpts()...)
@@ -241,7 +265,7 @@ func (ww *watchWorkload) receive(wch clientv3.WatchChan) {
 }
 
 func (ww *watchWorkload) op(ctx context.Context, w *worker, i int64) (time.Time, error) {
-	resp, err := w.cli.Put(ctx, ww.keys.key("", ww.keyIndex(i)), ww.val)
+	resp, err := w.cli.Put(ctx, ww.plainKey(ww.keyIndex(i)), ww.val)
 	if err != nil {
 		return time.Time{}, err
 	}
