@@ -155,7 +155,7 @@ func (a *API) leader(w http.ResponseWriter, s *snapshot.Snapshot, _ url.Values) 
 	l, ok := LeaderOf(s)
 	if !ok {
 		c := s.Cluster()
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no leader: no leader is named by %d of %d voting members (%d members up)", c.Quorum, c.Members-c.Learners, c.MembersUp))
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no leader: fewer than %d of %d voting members name the same leader (%d of %d members up)", c.Quorum, c.Members-c.Learners, c.MembersUp, c.Members))
 		return
 	}
 	writeData(w, http.StatusOK, l)
