@@ -140,6 +140,7 @@ func (a *API) withSnapshot(h func(w http.ResponseWriter, s *snapshot.Snapshot, q
 			if s.MemberListErr != nil {
 				msg += ": " + s.MemberListErr.Error()
 			}
+			a.o.Logger.Debug("status API: etcd unreachable", "path", r.URL.Path, "err", s.MemberListErr)
 			writeError(w, http.StatusServiceUnavailable, msg)
 			return
 		}
