@@ -79,6 +79,9 @@ const pageHTML = `<section id="etcd-status">
         var v = document.getElementById("etcd-verdict");
         v.textContent = "unknown";
         v.setAttribute("data-verdict", "unknown");
+        // Rows from an earlier answer would claim members are up that nobody has heard from.
+        document.querySelector("#etcd-members tbody").textContent = "";
+        document.getElementById("etcd-reasons").textContent = "";
         err.textContent = "Status unavailable: " + e.message;
         err.hidden = false;
       })

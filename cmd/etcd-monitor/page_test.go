@@ -132,4 +132,12 @@ func TestLandingPageShowsMembersInChromium(t *testing.T) {
 	if !strings.Contains(dom, "member m1") {
 		t.Errorf("page does not give the reason for the verdict:\n%s", dom)
 	}
+
+	// With no member left the API answers 503: the page says so and lists no member.
+	c.Members[0].Stop()
+	c.Members[2].Stop()
+	dom = pageUntil("etcd unreachable", func(s map[string]string, v string) bool { return len(s) == 0 && v == "unknown" })
+	if !strings.Contains(dom, "Status unavailable: etcd unreachable") {
+		t.Errorf("page does not say etcd is unreachable:\n%s", dom)
+	}
 }
