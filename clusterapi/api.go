@@ -34,7 +34,7 @@ var Needs = snapshot.Needs{Status: true, Probes: true}
 type Options struct {
 	// Snapshots takes (or joins) the snapshot of each request; it must be built with Needs.
 	Snapshots *snapshot.Shared
-	// Timeout and Offset are the scrape deadline rules (see collector.ScrapeTimeout).
+	// Timeout (positive) and Offset are the scrape deadline rules (see collector.ScrapeTimeout).
 	Timeout time.Duration
 	Offset  time.Duration
 	Logger  *slog.Logger
