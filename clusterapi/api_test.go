@@ -493,3 +493,27 @@ func TestUnreachableEtcd(t *testing.T) {
 		t.Errorf("ready: %d", a.code)
 	}
 }
+
+func TestRequestsAddNothingToRaftLog(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	c.Settle()
+	f := newFixture(t, c.Endpoints(), 5*time.Second)
+	applied := func() []uint64 {
+		var out []uint64
+		for _, m := range c.Members {
+			out = append(out, m.Etcd().Server.AppliedIndex())
+		}
+		return out
+	}
+	before := applied()
+	for range 5 {
+		for _, p := range []string{PathStatus, PathLeader, PathLatency, PathLatency + "?member=m1"} {
+			if a := f.do(t, http.MethodGet, p, nil); a.code != http.StatusOK {
+				t.Fatalf("%s: %d %s", p, a.code, a.body)
+			}
+		}
+	}
+	if after := applied(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("applied raft index moved from %v to %v over 20 API requests", before, after)
+	}
+}
