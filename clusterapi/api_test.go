@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -515,5 +516,53 @@ func TestRequestsAddNothingToRaftLog(t *testing.T) {
 	}
 	if after := applied(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("applied raft index moved from %v to %v over 20 API requests", before, after)
+	}
+}
+
+// hungListener accepts TCP connections and never answers, like a frozen etcd process.
+func hungListener(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + l.Addr().String()
+}
+
+// The timeout header sets the deadline as for a scrape: a hung etcd costs the header's time,
+// not the much longer fallback.
+func TestTimeoutHeaderBoundsTheAnswer(t *testing.T) {
+	f := newFixture(t, []string{hungListener(t)}, time.Minute)
+	start := time.Now()
+	a := f.do(t, http.MethodGet, PathStatus, map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("answer took %s with a 1.5s header and a 1m fallback", d)
+	}
+	if a.code != http.StatusServiceUnavailable || !strings.Contains(a.resp.Error, "etcd unreachable") {
+		t.Errorf("hung etcd: %d %s", a.code, a.body)
 	}
 }
