@@ -259,6 +259,9 @@ func (t *Taker) memberListFrom(ctx context.Context, endpoint string) ([]*memberL
 	if err != nil {
 		return nil, err
 	}
+	if err := reachable(ctx, c); err != nil {
+		return nil, err
+	}
 	resp, err := c.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return nil, err

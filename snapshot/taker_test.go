@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -133,5 +134,22 @@ func TestStoppedMemberIsUnreachableNotTimedOut(t *testing.T) {
 			t.Fatal("restarted member not up after 40 snapshots")
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// With no endpoint listening, the member list fails as unreachable instead of waiting out the
+// deadline, so an API request or `check` against a dead cluster answers at once.
+func TestNoEndpointListeningIsUnreachable(t *testing.T) {
+	ep := fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t))
+	tk, err := NewTaker(etcdconn.Config{Endpoints: []string{ep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := tk.Take(ctx, Needs{Status: true, Probes: true})
+	if !errors.Is(s.MemberListErr, ErrUnreachable) {
+		t.Fatalf("member list error = %v, want %v", s.MemberListErr, ErrUnreachable)
 	}
 }
