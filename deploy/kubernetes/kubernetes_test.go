@@ -269,13 +269,18 @@ func TestManifestsReferenceEachOther(t *testing.T) {
 	if got, want := c.Ports[0].ContainerPort, listenPort(t, c.Args); got != want {
 		t.Errorf("containerPort %d, but --web.listen-address listens on %d", got, want)
 	}
-	for name, p := range map[string]*probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
-		if p == nil {
-			t.Errorf("container: no %s probe", name)
+	// Readiness is the exporter's own (it does not ask etcd), so an etcd outage never takes the
+	// exporter out of its Service: the outage must stay visible as etcd_monitor_up 0.
+	for _, pc := range []struct {
+		name, path string
+		p          *probe
+	}{{"readiness", "/-/ready", c.ReadinessProbe}, {"liveness", "/-/healthy", c.LivenessProbe}} {
+		if pc.p == nil {
+			t.Errorf("container: no %s probe", pc.name)
 			continue
 		}
-		if p.HTTPGet.Port != c.Ports[0].Name || p.HTTPGet.Path != "/-/healthy" {
-			t.Errorf("%s probe %s on port %v, want /-/healthy on %s", name, p.HTTPGet.Path, p.HTTPGet.Port, c.Ports[0].Name)
+		if pc.p.HTTPGet.Port != c.Ports[0].Name || pc.p.HTTPGet.Path != pc.path {
+			t.Errorf("%s probe %s on port %v, want %s on %s", pc.name, pc.p.HTTPGet.Path, pc.p.HTTPGet.Port, pc.path, c.Ports[0].Name)
 		}
 	}
 	if len(s.Spec.Ports) != 1 {
