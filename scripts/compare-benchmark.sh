@@ -8,9 +8,9 @@
 # ratios ours/theirs, and each tool's CPU seconds (user+sys) per 1,000 operations.
 #
 # Environment (defaults in brackets):
-# The second run of a pair measured slower than the first, whichever tool it was (the members
-# are still busy with the first run's aftermath: garbage collection, backend commits, raft log
-# snapshots), so an odd PAIRS hands one tool that handicap once more than the other: keep it even.
+# Keep PAIRS even so that each tool runs first equally often: the members may still be busy with
+# the previous run's aftermath (garbage collection, backend commits, raft log snapshots), and an
+# odd count would give one tool the second slot once more than the other.
 #
 #   MEMBERS [3]  PAIRS [4]  SETTLE [2]  CONNS [10]  CLIENTS [100]  KEY_SIZE [8]  VAL_SIZE [256]
 #   KEY_SPACE [100000]  TOTAL [20000]  UNSAFE_NO_FSYNC [false]
