@@ -63,10 +63,21 @@ if [[ -z ${ETCD_MONITOR_BIN:-} ]]; then
 	ETCD_MONITOR_BIN=$work/etcd-monitor
 fi
 
-# free_port sets port to a loopback port nobody listens on, above the last one handed out.
-next_port=$((20000 + RANDOM % 20000))
+# free_port sets port to a loopback port no socket uses, above the last one handed out. The ports
+# come from below the kernel's ephemeral range: on a busy machine an outgoing connection's source
+# port in that range made a member fail with "bind: address already in use" although nothing
+# listened there.
+read -r ephemeral_low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || ephemeral_low=32768
+next_port=$((10000 + RANDOM % (ephemeral_low - 10000 - 1000)))
+port_used() {
+	if command -v ss >/dev/null; then
+		[[ -n $(ss -Htan "( sport = :$1 or dport = :$1 )" 2>/dev/null) ]]
+	else
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+	fi
+}
 free_port() {
-	while (exec 3<>"/dev/tcp/127.0.0.1/$next_port") 2>/dev/null; do
+	while port_used "$next_port"; do
 		next_port=$((next_port + 1))
 	done
 	port=$next_port
