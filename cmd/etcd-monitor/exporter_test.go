@@ -23,22 +23,7 @@ import (
 // The status API is on the exporter's one handler, so --web.config.file guards it like /metrics.
 func TestWebConfigProtectsTheAPI(t *testing.T) {
 	c := etcdtest.Start(t, 1)
-	taker, err := snapshot.NewTaker(etcdconn.Config{Endpoints: c.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taker.Close()
-	exp, err := collector.New(taker, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler, _, err := newExporterHandler(exporterHandlerConfig{
-		metricsPath: "/metrics", timeout: 3 * time.Second, offset: 500 * time.Millisecond,
-		taker: taker, exporter: exp, logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	handler := testExporterHandler(t, c.Endpoints())
 
 	// bcrypt of "s3cret" (cost 4), as web-config files hold it.
 	cfgPath := filepath.Join(t.TempDir(), "web.yml")
@@ -96,4 +81,27 @@ func TestWebConfigProtectsTheAPI(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal(body, &r) != nil || r.Status != "success" || r.Data.Cluster.MembersUp != 1 {
 		t.Errorf("with credentials: %d %s", code, body)
 	}
+}
+
+// testExporterHandler is the exporter's whole handler (metrics, API, page) over endpoints, with a
+// 3 s deadline when a request sends no timeout header.
+func testExporterHandler(t *testing.T, endpoints []string) http.Handler {
+	t.Helper()
+	taker, err := snapshot.NewTaker(etcdconn.Config{Endpoints: endpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(taker.Close)
+	exp, err := collector.New(taker, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler, _, err := newExporterHandler(exporterHandlerConfig{
+		metricsPath: "/metrics", timeout: 3 * time.Second, offset: 500 * time.Millisecond,
+		taker: taker, exporter: exp, logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return handler
 }

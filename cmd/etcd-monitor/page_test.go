@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -12,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-monitor/etcd-monitor/collector"
-	"github.com/etcd-monitor/etcd-monitor/etcdconn"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
-	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
 // chromiumPath finds Debian's chromium, skipping the test without it unless tools are required.
@@ -75,22 +71,7 @@ var verdictPattern = regexp.MustCompile(`id="etcd-verdict" data-verdict="([a-z]+
 func TestLandingPageShowsMembersInChromium(t *testing.T) {
 	chromium := chromiumPath(t)
 	c := etcdtest.Start(t, 3)
-	taker, err := snapshot.NewTaker(etcdconn.Config{Endpoints: c.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taker.Close()
-	exp, err := collector.New(taker, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler, _, err := newExporterHandler(exporterHandlerConfig{
-		metricsPath: "/metrics", timeout: 3 * time.Second, offset: 500 * time.Millisecond,
-		taker: taker, exporter: exp, logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	handler := testExporterHandler(t, c.Endpoints())
 	srv := httptest.NewServer(handler)
 	defer srv.Close()
 
