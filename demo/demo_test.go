@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
@@ -20,6 +19,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/cliflags"
 )
 
 // repoRoot is the module root: this package lives in <root>/demo.
@@ -628,23 +629,10 @@ func TestComposeGrafana(t *testing.T) {
 // exporterFlags builds etcd-monitor from this checkout and lists every flag of every command.
 func exporterFlags(t *testing.T, root string) map[string]bool {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "etcd-monitor")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/etcd-monitor")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/etcd-monitor: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin, "--help-long").CombinedOutput()
-	if err != nil {
-		t.Fatalf("etcd-monitor --help-long: %v\n%s", err, out)
-	}
-	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--(?:\[no-\])?([a-z0-9][a-z0-9.-]*)`).FindAllStringSubmatch(string(out), -1) {
-		flags[m[1]] = true
-	}
-	for _, f := range []string{"etcd.endpoints", "web.listen-address", "pushgateway.url"} {
+	flags := cliflags.Built(t, root, "--help-long")
+	for _, f := range []string{"web.listen-address", "pushgateway.url"} {
 		if !flags[f] {
-			t.Fatalf("parsing etcd-monitor --help-long found no --%s; the parser is wrong:\n%s", f, out)
+			t.Fatalf("etcd-monitor --help-long lists no --%s", f)
 		}
 	}
 	return flags

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -17,6 +16,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/cliflags"
 )
 
 // Just enough of the Kubernetes types to follow the references between the manifests.
@@ -458,28 +459,8 @@ var flagCache map[string]bool
 // exporterFlags builds etcd-monitor and lists the flags of its exporter command (the default).
 func exporterFlags(t *testing.T) map[string]bool {
 	t.Helper()
-	if flagCache != nil {
-		return flagCache
+	if flagCache == nil {
+		flagCache = cliflags.Built(t, filepath.Join("..", ".."), "exporter", "--help")
 	}
-	bin := filepath.Join(t.TempDir(), "etcd-monitor")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/etcd-monitor")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/etcd-monitor: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin, "exporter", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("etcd-monitor exporter --help: %v\n%s", err, out)
-	}
-	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--(?:\[no-\])?([a-z0-9][a-z0-9.-]*)`).FindAllStringSubmatch(string(out), -1) {
-		flags[m[1]] = true
-	}
-	for _, f := range []string{"etcd.endpoints", "etcd.tls.ca-file", "web.listen-address"} {
-		if !flags[f] {
-			t.Fatalf("parsing etcd-monitor exporter --help found no --%s; the parser is wrong:\n%s", f, out)
-		}
-	}
-	flagCache = flags
-	return flags
+	return flagCache
 }
