@@ -130,8 +130,8 @@ func ClusterStatusOf(s *snapshot.Snapshot) ClusterStatus {
 	for _, l := range c.Leaders {
 		out.Cluster.Leaders = append(out.Cluster.Leaders, snapshot.IDString(l))
 	}
-	if id, _, ok := quorumLeader(s); ok {
-		out.Cluster.Leader = snapshot.IDString(id)
+	if c.Leader != 0 {
+		out.Cluster.Leader = snapshot.IDString(c.Leader)
 	}
 	for _, a := range s.UnknownAlarms {
 		out.Cluster.UnknownAlarms = append(out.Cluster.UnknownAlarms, a.String())
@@ -205,38 +205,19 @@ func probesOf(m *snapshot.Member) []Probe {
 	return out
 }
 
-// quorumLeader finds the leader named by at least a quorum of up voting members: the one leader
-// the cluster can make progress under. A stale leader named only by a minority is not it.
-func quorumLeader(s *snapshot.Snapshot) (id uint64, votes int, ok bool) {
-	c := s.Cluster()
-	count := map[uint64]int{}
-	for _, m := range s.Members {
-		if m.IsLearner || !m.Up() || m.Leader() == 0 {
-			continue
-		}
-		count[m.Leader()]++
-	}
-	for l, n := range count {
-		if n >= c.Quorum {
-			return l, n, true
-		}
-	}
-	return 0, 0, false
-}
-
 // LeaderOf returns the leader a quorum names; false when there is none.
 func LeaderOf(s *snapshot.Snapshot) (Leader, bool) {
-	id, votes, ok := quorumLeader(s)
-	if !ok {
+	c := s.Cluster()
+	if c.Leader == 0 {
 		return Leader{}, false
 	}
 	for _, m := range s.Members {
-		if m.ID == id {
-			return Leader{Member: memberOf(m), Votes: votes, Quorum: s.Cluster().Quorum}, true
+		if m.ID == c.Leader {
+			return Leader{Member: memberOf(m), Votes: c.LeaderVotes, Quorum: c.Quorum}, true
 		}
 	}
 	// Named by a quorum but absent from the member list we read: report what is known.
-	return Leader{Member: Member{ID: snapshot.IDString(id), ClientURLs: []string{}, PeerURLs: []string{}, Alarms: []string{}, Probes: []Probe{}}, Votes: votes, Quorum: s.Cluster().Quorum}, true
+	return Leader{Member: Member{ID: snapshot.IDString(c.Leader), ClientURLs: []string{}, PeerURLs: []string{}, Alarms: []string{}, Probes: []Probe{}}, Votes: c.LeaderVotes, Quorum: c.Quorum}, true
 }
 
 // LatencyOf returns the probes of every member.

@@ -12,7 +12,7 @@ func init() {
 
 // clusterCollector reports what no single member can: facts derived from all members' answers.
 type clusterCollector struct {
-	members, learners, membersUp, quorum, hasQuorum, leaders *prometheus.Desc
+	members, learners, membersUp, votingMembersUp, quorum, hasQuorum, leaders *prometheus.Desc
 }
 
 func newClusterCollector() Collector {
@@ -20,12 +20,13 @@ func newClusterCollector() Collector {
 		return prometheus.NewDesc(namespace+"_cluster_"+name, help, nil, nil)
 	}
 	return &clusterCollector{
-		members:   d("members", "Members in the member list, learners included."),
-		learners:  d("learners", "Learner (non-voting) members in the member list."),
-		membersUp: d("members_up", "Members that answered Status within the scrape deadline."),
-		quorum:    d("quorum", "Voting members needed for quorum."),
-		hasQuorum: d("has_quorum", "1 when at least a quorum of voting members is up and names the same leader."),
-		leaders:   d("leaders", "Distinct leader IDs reported by the members that answered: 0 is no leader, 2 or more means members disagree (a stale leader cut off from its peers)."),
+		members:         d("members", "Members in the member list, learners included."),
+		learners:        d("learners", "Learner (non-voting) members in the member list."),
+		membersUp:       d("members_up", "Members that answered Status within the scrape deadline, learners included."),
+		votingMembersUp: d("voting_members_up", "Voting members (learners excluded) that answered Status within the scrape deadline; compare with quorum."),
+		quorum:          d("quorum", "Voting members needed for quorum."),
+		hasQuorum:       d("has_quorum", "1 when at least a quorum of voting members is up and names the same leader."),
+		leaders:         d("leaders", "Distinct leader IDs reported by the members that answered: 0 is no leader, 2 or more means members disagree (a stale leader cut off from its peers)."),
 	}
 }
 
@@ -38,6 +39,7 @@ func (c *clusterCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Met
 	gauge(c.members, float64(cl.Members))
 	gauge(c.learners, float64(cl.Learners))
 	gauge(c.membersUp, float64(cl.MembersUp))
+	gauge(c.votingMembersUp, float64(cl.VotingMembersUp))
 	gauge(c.quorum, float64(cl.Quorum))
 	gauge(c.hasQuorum, boolValue(cl.HasQuorum))
 	if !cl.AnyStatus {

@@ -88,9 +88,12 @@ etcd_monitor_cluster_members 1
 # HELP etcd_monitor_cluster_learners Learner (non-voting) members in the member list.
 # TYPE etcd_monitor_cluster_learners gauge
 etcd_monitor_cluster_learners 0
-# HELP etcd_monitor_cluster_members_up Members that answered Status within the scrape deadline.
+# HELP etcd_monitor_cluster_members_up Members that answered Status within the scrape deadline, learners included.
 # TYPE etcd_monitor_cluster_members_up gauge
 etcd_monitor_cluster_members_up 1
+# HELP etcd_monitor_cluster_voting_members_up Voting members (learners excluded) that answered Status within the scrape deadline; compare with quorum.
+# TYPE etcd_monitor_cluster_voting_members_up gauge
+etcd_monitor_cluster_voting_members_up 1
 # HELP etcd_monitor_cluster_quorum Voting members needed for quorum.
 # TYPE etcd_monitor_cluster_quorum gauge
 etcd_monitor_cluster_quorum 1
@@ -132,7 +135,7 @@ etcd_monitor_scrape_collector_success{collector="probe"} 1
 etcd_monitor_scrape_collector_success{collector="status"} 1
 `, id, m.ClientURL, m.Etcd().Config().AdvertisePeerUrls[0].String())
 	names := []string{
-		"etcd_monitor_up", "etcd_monitor_cluster_members", "etcd_monitor_cluster_learners", "etcd_monitor_cluster_members_up",
+		"etcd_monitor_up", "etcd_monitor_cluster_members", "etcd_monitor_cluster_learners", "etcd_monitor_cluster_members_up", "etcd_monitor_cluster_voting_members_up",
 		"etcd_monitor_cluster_quorum", "etcd_monitor_cluster_has_quorum", "etcd_monitor_cluster_leaders",
 		"etcd_monitor_member_up", "etcd_monitor_member_is_leader", "etcd_monitor_member_has_leader", "etcd_monitor_member_alarm",
 		"etcd_monitor_member_probe_success", "etcd_monitor_member_db_quota_bytes", "etcd_monitor_member_info",

@@ -33,13 +33,15 @@ func (c *probeCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metri
 	}
 	answered := false
 	for _, m := range s.Members {
-		for i, kind := range snapshot.ProbeKinds {
+		// A probe that does not apply to the member (linearizable reads on a learner) has no series.
+		for _, kind := range m.ProbeKinds() {
 			l := append(memberLabels(m), string(kind))
-			ok := i < len(m.Probes) && m.Probes[i].Err == nil
+			p, made := m.Probe(kind)
+			ok := made && p.Err == nil
 			ch <- prometheus.MustNewConstMetric(c.success, prometheus.GaugeValue, boolValue(ok), l...)
 			if ok {
 				answered = true
-				ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, m.Probes[i].Duration.Seconds(), l...)
+				ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, p.Duration.Seconds(), l...)
 			}
 		}
 	}

@@ -57,7 +57,7 @@ func (s *Snapshot) Health() Health {
 	}
 	c := s.Cluster()
 	if !c.HasQuorum {
-		worsen(Critical, "no quorum: %d of %d voting members needed agree on a leader", c.Quorum, c.Members-c.Learners)
+		worsen(Critical, "no quorum: %d of %d voting members needed agree on a leader", c.Quorum, c.VotingMembers)
 	}
 	for _, m := range s.Members {
 		if !m.Up() {

@@ -72,7 +72,28 @@ type Member struct {
 	StatusDuration time.Duration
 	// Alarms are the alarm types raised for this member, as reported by any member that answered.
 	Alarms map[string]bool
+	// Probes holds one result per kind in ProbeKinds(), in that order.
 	Probes []Probe
+}
+
+// ProbeKinds lists the probes that apply to the member. A learner refuses linearizable reads
+// ("rpc not supported for learner") by design, so that probe is not made against it: its failure
+// would say nothing about the learner's health.
+func (m *Member) ProbeKinds() []ProbeKind {
+	if m.IsLearner {
+		return []ProbeKind{ProbeReadSerializable}
+	}
+	return ProbeKinds
+}
+
+// Probe returns the member's result for kind; false when that probe was not made.
+func (m *Member) Probe(kind ProbeKind) (Probe, bool) {
+	for _, p := range m.Probes {
+		if p.Kind == kind {
+			return p, true
+		}
+	}
+	return Probe{}, false
 }
 
 // Probe is the outcome of one probe read.
@@ -131,20 +152,28 @@ type Cluster struct {
 	Members   int
 	Learners  int
 	MembersUp int
+	// VotingMembers and VotingMembersUp count the members that vote (learners excluded): only
+	// they make or lose a quorum.
+	VotingMembers   int
+	VotingMembersUp int
 	// Quorum is how many voting members must agree for the cluster to make progress.
 	Quorum int
 	// HasQuorum is true when at least Quorum voting members are up and name the same leader.
 	HasQuorum bool
+	// Leader is the leader named by at least Quorum up voting members (0 when none is), and
+	// LeaderVotes how many name it: the one leader the cluster can make progress under. A stale
+	// leader named only by a minority is not it.
+	Leader      uint64
+	LeaderVotes int
 	// Leaders are the distinct leader IDs reported by the members that answered.
 	Leaders []uint64
 	// AnyStatus is true when at least one member answered Status.
 	AnyStatus bool
 }
 
-// Cluster derives the cluster-wide facts of the snapshot.
+// Cluster derives the cluster-wide facts of the snapshot. It is the one place that counts votes.
 func (s *Snapshot) Cluster() Cluster {
 	var c Cluster
-	voting := 0
 	votes := map[uint64]int{}
 	seen := map[uint64]bool{}
 	for _, m := range s.Members {
@@ -152,12 +181,15 @@ func (s *Snapshot) Cluster() Cluster {
 		if m.IsLearner {
 			c.Learners++
 		} else {
-			voting++
+			c.VotingMembers++
 		}
 		if !m.Up() {
 			continue
 		}
 		c.MembersUp++
+		if !m.IsLearner {
+			c.VotingMembersUp++
+		}
 		c.AnyStatus = true
 		l := m.Leader()
 		if l == 0 {
@@ -171,10 +203,12 @@ func (s *Snapshot) Cluster() Cluster {
 			votes[l]++
 		}
 	}
-	c.Quorum = voting/2 + 1
-	for _, n := range votes {
+	c.Quorum = c.VotingMembers/2 + 1
+	for l, n := range votes {
+		// At most one leader can hold a majority of the voting members.
 		if n >= c.Quorum {
 			c.HasQuorum = true
+			c.Leader, c.LeaderVotes = l, n
 		}
 	}
 	return c

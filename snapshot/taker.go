@@ -179,8 +179,9 @@ func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 			})
 		}
 		if needs.Probes {
-			m.Probes = make([]Probe, len(ProbeKinds))
-			for i, kind := range ProbeKinds {
+			kinds := m.ProbeKinds()
+			m.Probes = make([]Probe, len(kinds))
+			for i, kind := range kinds {
 				wg.Go(func() {
 					m.Probes[i] = t.probe(ctx, m, kind)
 					phaseMu.Lock()
