@@ -37,7 +37,7 @@ func addBenchmarkCommand(app *kingpin.Application) (*kingpin.CmdClause, func(con
 		Default(cfg.Workload).StringVar(&cfg.Workload)
 	cmd.Flag("conns", "Number of gRPC connections to etcd.").Default("1").IntVar(&cfg.Conns)
 	cmd.Flag("clients", "Number of concurrent clients, spread over the connections.").Default("1").IntVar(&cfg.Clients)
-	cmd.Flag("key-size", "Bytes of each key after the prefix (key-000000123 when room allows, digits only otherwise).").
+	cmd.Flag("key-size", "Bytes of each key after the run's directory <prefix><run id>/ (key-000000123 when room allows, digits only otherwise).").
 		Default("13").IntVar(&cfg.KeySize)
 	cmd.Flag("val-size", "Bytes of each value.").Default("8").IntVar(&cfg.ValSize)
 	cmd.Flag("total", "Number of operations to run (give this or --duration).").IntVar(&cfg.Total)
