@@ -116,6 +116,13 @@ func TestPutWritesExactKeysAndCleanupCountsThem(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
+	own := res.RunPrefix
+	if !runIDRE.MatchString(res.RunID) || own != DefaultPrefix+res.RunID+"/" {
+		t.Fatalf("run ID %q, directory %q: want a generated ID and the directory %s<ID>/", res.RunID, own, DefaultPrefix)
+	}
+	if !strings.Contains(out, "Run:         "+res.RunID+" (keys under "+own+")") {
+		t.Errorf("report does not name the run and its directory:\n%s", out)
+	}
 	resp, err := c.Get(ctxT(t), DefaultPrefix, clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
@@ -123,46 +130,49 @@ func TestPutWritesExactKeysAndCleanupCountsThem(t *testing.T) {
 	if len(resp.Kvs) != 30 || res.KeysKept != 30 {
 		t.Fatalf("--keep left %d keys (reported %d), want the 30 written", len(resp.Kvs), res.KeysKept)
 	}
-	if got := string(resp.Kvs[0].Key); got != DefaultPrefix+"key-000000000" {
-		t.Errorf("first key %q, want readable %q", got, DefaultPrefix+"key-000000000")
+	if got := string(resp.Kvs[0].Key); got != own+"key-000000000" {
+		t.Errorf("first key %q, want readable %q", got, own+"key-000000000")
 	}
 	if len(resp.Kvs[0].Value) != cfg.ValSize {
 		t.Errorf("value of %d bytes, want %d", len(resp.Kvs[0].Value), cfg.ValSize)
 	}
-	if !strings.Contains(out, "--keep: left 30 keys under "+DefaultPrefix) {
+	if !strings.Contains(out, "--keep: left 30 keys under "+own+"\n") {
 		t.Errorf("report does not say what was kept:\n%s", out)
 	}
 
-	// The kept keys make the next run refuse, and leave them alone.
+	// The kept keys are no reason to refuse the next run, which leaves them as they are.
+	kept := keysUnder(t, c, own)
 	cfg.Keep = false
-	_, out, err = run(t, ctxT(t), ep, cfg, nil)
-	if err == nil || !strings.Contains(err.Error(), "already holds 30 keys") || strings.Contains(err.Error(), "\n") {
-		t.Fatalf("want a one-line refusal for a non-empty prefix, got %v", err)
+	res2, out, err := run(t, ctxT(t), ep, cfg, nil)
+	if err != nil {
+		t.Fatalf("run next to kept keys: %v\n%s", err, out)
+	}
+	if res2.RunID == res.RunID || res2.KeysRemoved != 30 {
+		t.Errorf("second run %s removed %d keys, want a new run ID and its own 30 keys", res2.RunID, res2.KeysRemoved)
+	}
+	if after := keysUnder(t, c, DefaultPrefix); !sameKeys(kept, after) {
+		t.Errorf("the second run changed the kept keys:\nbefore %v\nafter  %v", kept, after)
+	}
+}
+
+// A run's directory must be new: its cleanup deletes it whole, so keys already there (only a
+// caller that chose the run ID can meet them) make it refuse, and change nothing.
+func TestRefusesARunDirectoryThatHoldsKeys(t *testing.T) {
+	ep := startEtcd(t, nil)
+	c := newClient(t, ep)
+	cfg := testConfig(WorkloadPut, 10)
+	cfg.RunID = "mine"
+	mustPut(t, c, cfg.runPrefix()+"key-000000001", "not the run's")
+	before := keysUnder(t, c, "")
+	_, out, err := run(t, ctxT(t), ep, cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "already holds 1 keys") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("want a one-line refusal for a run directory that holds keys, got %v", err)
 	}
 	if out != "" {
 		t.Errorf("a refused run printed a report:\n%s", out)
 	}
-	if n := count(t, c, DefaultPrefix); n != 30 {
-		t.Fatalf("refused run changed the prefix: %d keys, want 30", n)
-	}
-
-	// --force runs anyway and deletes the whole prefix afterwards, leftovers included.
-	mustPut(t, c, "/user/a", "1")
-	before := snapshotOutside(t, c, DefaultPrefix)
-	cfg.Force = true
-	cfg.SequentialKeys = false
-	res, out, err = run(t, ctxT(t), ep, cfg, nil)
-	if err != nil {
-		t.Fatalf("forced run: %v\n%s", err, out)
-	}
-	if n := count(t, c, DefaultPrefix); n != 0 {
-		t.Errorf("%d keys left after the forced run", n)
-	}
-	if res.KeysRemoved < 30 {
-		t.Errorf("forced run removed %d keys, want at least the 30 leftovers", res.KeysRemoved)
-	}
-	if after := snapshotOutside(t, c, DefaultPrefix); !maps.Equal(before, after) {
-		t.Errorf("keys outside the prefix changed: before %v after %v", before, after)
+	if after := keysUnder(t, c, ""); !sameKeys(before, after) {
+		t.Errorf("the refused run changed keys:\nbefore %v\nafter  %v", before, after)
 	}
 }
 
@@ -372,6 +382,8 @@ func TestInvalidConfig(t *testing.T) {
 		"key space too big":    func(c *Config) { c.KeySize = 3; c.KeySpaceSize = 100000 },
 		"pushgateway url":      func(c *Config) { c.PushgatewayURL = "localhost:9091" },
 		"empty run name":       func(c *Config) { c.RunName = "" },
+		"run ID with a slash":  func(c *Config) { c.RunID = "a/b" },
+		"run ID dot-dot":       func(c *Config) { c.RunID = ".." },
 	}
 	for name, mutate := range cases {
 		cfg := testConfig(WorkloadPut, 10)

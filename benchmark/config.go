@@ -1,14 +1,16 @@
 // Package benchmark loads an etcd cluster with a chosen workload and reports what clients felt:
 // per-operation latency in HDR histograms (successful and failed operations apart), errors by
-// gRPC code and throughput. It is built to be run against live clusters: it writes only under
-// its key prefix, refuses to start when that could hurt (keys already there, an active alarm,
-// a database close to its quota), and deletes what it wrote, even when interrupted.
+// gRPC code and throughput. It is built to be run against live clusters: each run writes only in
+// a directory of its own under the key prefix (named by its run ID), refuses to start when that
+// could hurt (an active alarm, a database close to its quota), and deletes that directory, and
+// nothing else, even when interrupted.
 package benchmark
 
 import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -67,12 +69,21 @@ type Config struct {
 	Prefix         string
 	ReadRatio      float64 // share of reads in the mixed workload
 	Consistency    string  // "l" (linearizable) or "s" (serializable) reads
-	Force          bool    // run even when the prefix already holds keys
-	Keep           bool    // leave the keys in place afterwards
+	Keep           bool    // leave the run's keys in place afterwards
 	Output         string  // "text" or "json"
 	RunName        string  // stable name of the run, a Pushgateway grouping label
+	// RunID names this run's own directory under Prefix, where all its keys are and which is
+	// all its cleanup deletes. Empty: Runner.Run makes a new one (see newRunID).
+	RunID          string
 	PushgatewayURL string
 }
+
+// runIDRE is what a run ID may hold: one path element, safe in a key and a label value.
+var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// runPrefix is the run's own directory: every key the run writes is under it, and its cleanup
+// deletes it alone.
+func (c Config) runPrefix() string { return c.Prefix + c.RunID + "/" }
 
 // DefaultConfig returns the defaults the CLI uses.
 func DefaultConfig() Config {
@@ -130,6 +141,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--output must be text or json, got %q", c.Output)
 	case c.RunName == "":
 		return errors.New("--run.name must not be empty")
+	case c.RunID != "" && !runIDRE.MatchString(c.RunID):
+		return fmt.Errorf("run ID %q must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", c.RunID)
 	}
 	if err := validatePrefix(c.Prefix); err != nil {
 		return err
@@ -192,6 +205,7 @@ func (c Config) params() [][2]string {
 		{"sequential_keys", strconv.FormatBool(c.SequentialKeys)},
 		{"key_space_size", strconv.Itoa(c.KeySpaceSize)},
 		{"prefix", c.Prefix},
+		{"run_id", c.RunID},
 		{"read_ratio", strconv.FormatFloat(c.ReadRatio, 'g', -1, 64)},
 		{"consistency", c.Consistency},
 	}

@@ -2,12 +2,23 @@ package benchmark
 
 import (
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
+	"time"
 )
 
-// keyFormat makes readable keys under the prefix: "<prefix>key-000000123" when --key-size leaves
-// room for the "key-" word, "<prefix>00000123" otherwise. The part after the prefix is always
+// newRunID names a run's directory: its start time in UTC to the second, so that a directory left
+// with --keep or by a killed run says when it was written, then 32 random bits, so that runs
+// started in the same second (on one host or many) get different directories.
+func newRunID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// keyFormat makes readable keys under the run's directory: "<dir>key-000000123" when --key-size
+// leaves room for the "key-" word, "<dir>00000123" otherwise. The part after the directory is always
 // exactly --key-size bytes, so the request size follows the flag as in etcd's own tool (whose keys
 // are binary and have no prefix).
 type keyFormat struct {

@@ -36,10 +36,13 @@ func pushResults(ctx context.Context, cfg Config, res *Result, now time.Time) er
 	return nil
 }
 
+// Every series is a gauge: each push replaces the last run's values with the new run's, which go
+// down as often as up. As counters (or named _total) they would make rate() and increase() read
+// every smaller run as a counter reset.
 var (
-	descOps = prometheus.NewDesc("etcd_benchmark_operations_total",
+	descOps = prometheus.NewDesc("etcd_benchmark_operations",
 		"Operations the last benchmark run attempted, successful or not.", nil, nil)
-	descErrors = prometheus.NewDesc("etcd_benchmark_errors_total",
+	descErrors = prometheus.NewDesc("etcd_benchmark_errors",
 		"Failed operations of the last benchmark run, by gRPC code.", []string{"code"}, nil)
 	descDuration = prometheus.NewDesc("etcd_benchmark_duration_seconds",
 		"Wall-clock time of the last benchmark run's operations.", nil, nil)
@@ -80,11 +83,11 @@ func (c resultCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c resultCollector) Collect(ch chan<- prometheus.Metric) {
 	r := c.res
-	ch <- prometheus.MustNewConstMetric(descOps, prometheus.CounterValue, float64(r.Operations))
+	ch <- prometheus.MustNewConstMetric(descOps, prometheus.GaugeValue, float64(r.Operations))
 	// Every code, zeros included: a push replaces all series of a name, so a clean run must
 	// overwrite the error counts an earlier failed run left.
 	for _, code := range allErrorCodes {
-		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(r.ErrorsByCode[code]), code)
+		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.GaugeValue, float64(r.ErrorsByCode[code]), code)
 	}
 	ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, r.DurationSeconds)
 	ch <- prometheus.MustNewConstMetric(descThroughput, prometheus.GaugeValue, r.Throughput)

@@ -71,6 +71,11 @@ func scrape(t *testing.T, url string) map[string]map[string]float64 {
 		if !strings.HasPrefix(name, "etcd_benchmark_") {
 			continue
 		}
+		// Each push replaces the run's values: a counter, or a _total name, would tell rate()
+		// and increase() that a value going down is a counter reset.
+		if f.GetType() != dto.MetricType_GAUGE || strings.HasSuffix(name, "_total") {
+			t.Errorf("pushed %s as a %s: per-run values are gauges without _total", name, f.GetType())
+		}
 		out[name] = map[string]float64{}
 		for _, m := range f.Metric {
 			var ls []string
@@ -112,7 +117,7 @@ func TestPushToPushgateway(t *testing.T) {
 	got := scrape(t, pg)
 	group := `run="nightly",workload="put"`
 	want := map[string]float64{
-		"etcd_benchmark_operations_total": 25,
+		"etcd_benchmark_operations":       25,
 		"etcd_benchmark_duration_seconds": res.DurationSeconds,
 	}
 	for name, v := range want {
@@ -128,8 +133,8 @@ func TestPushToPushgateway(t *testing.T) {
 			t.Errorf("latency quantile %s = %v; all: %v", q, g, got["etcd_benchmark_latency_seconds"])
 		}
 	}
-	if g := got["etcd_benchmark_errors_total"][`code="Unavailable",`+group]; g != 0 {
-		t.Errorf("errors_total{code=Unavailable} = %v, want a pushed 0", g)
+	if g, ok := got["etcd_benchmark_errors"][`code="Unavailable",`+group]; !ok || g != 0 {
+		t.Errorf("errors{code=Unavailable} = %v (present %v), want a pushed 0", g, ok)
 	}
 	lastSuccess := got["etcd_benchmark_last_success_timestamp_seconds"][group]
 	if time.Since(time.Unix(int64(lastSuccess), 0)) > time.Minute {
@@ -139,7 +144,7 @@ func TestPushToPushgateway(t *testing.T) {
 	for ls := range got["etcd_benchmark_info"] {
 		info = ls
 	}
-	for _, l := range []string{`clients="4"`, `conns="2"`, `val_size="32"`, `total="25"`, `prefix="/etcd-monitor-benchmark/"`, `run="nightly"`} {
+	for _, l := range []string{`clients="4"`, `conns="2"`, `val_size="32"`, `total="25"`, `prefix="/etcd-monitor-benchmark/"`, `run="nightly"`, `run_id="` + res.RunID + `"`} {
 		if !strings.Contains(info, l) {
 			t.Errorf("info series %s lacks %s", info, l)
 		}
@@ -157,11 +162,11 @@ func TestPushToPushgateway(t *testing.T) {
 	if g := got["etcd_benchmark_last_success_timestamp_seconds"][group]; g != lastSuccess {
 		t.Errorf("a failed run moved the last success from %v to %v", lastSuccess, g)
 	}
-	if g := got["etcd_benchmark_errors_total"][`code="Unavailable",`+group]; g != 3 {
-		t.Errorf("errors_total{code=Unavailable} = %v after the failed run, want 3", g)
+	if g := got["etcd_benchmark_errors"][`code="Unavailable",`+group]; g != 3 {
+		t.Errorf("errors{code=Unavailable} = %v after the failed run, want 3", g)
 	}
-	if g := got["etcd_benchmark_operations_total"][group]; g != 10 {
-		t.Errorf("operations_total = %v after the failed run, want 10", g)
+	if g := got["etcd_benchmark_operations"][group]; g != 10 {
+		t.Errorf("operations = %v after the failed run, want 10", g)
 	}
 }
 

@@ -17,7 +17,11 @@ import (
 type Result struct {
 	Config Config `json:"-"`
 
-	Workload   string            `json:"workload"`
+	Workload string `json:"workload"`
+	// RunID names the run; RunPrefix is its own directory under the prefix, where all its keys
+	// were, and all that its cleanup deleted.
+	RunID      string            `json:"run_id"`
+	RunPrefix  string            `json:"run_prefix"`
 	Parameters map[string]string `json:"parameters"`
 	OpenLoop   bool              `json:"open_loop"`
 
@@ -79,6 +83,7 @@ func (res *Result) fill(r *recorder, start time.Time, openLoop bool) {
 	rec := r.merged()
 	cfg := res.Config
 	res.Workload = cfg.Workload
+	res.RunID, res.RunPrefix = cfg.RunID, cfg.runPrefix()
 	res.Parameters = map[string]string{}
 	for _, p := range cfg.params() {
 		res.Parameters[p[0]] = p[1]
@@ -181,6 +186,7 @@ func (res *Result) text() string {
 		keys = "sequential keys"
 	}
 	fmt.Fprintf(&b, "Workload:    %s (%s)\n", res.Workload, loop)
+	fmt.Fprintf(&b, "Run:         %s (keys under %s)\n", cfg.RunID, cfg.runPrefix())
 	fmt.Fprintf(&b, "Parameters:  %d conns, %d clients, key %d B, value %d B, key space %d, %s, prefix %s\n",
 		cfg.Conns, cfg.Clients, cfg.KeySize, cfg.ValSize, cfg.KeySpaceSize, keys, cfg.Prefix)
 	fmt.Fprintf(&b, "Operations:  %d (%d succeeded, %d failed)\n", res.Operations, res.Successes, res.Failures)
@@ -205,9 +211,9 @@ func (res *Result) text() string {
 		fmt.Fprintf(&b, "Stopped:     %s\n", res.StoppedEarly)
 	}
 	if cfg.Keep {
-		fmt.Fprintf(&b, "Cleanup:     --keep: left %d keys under %s\n", res.KeysKept, cfg.Prefix)
+		fmt.Fprintf(&b, "Cleanup:     --keep: left %d keys under %s\n", res.KeysKept, cfg.runPrefix())
 	} else {
-		fmt.Fprintf(&b, "Cleanup:     removed %d keys under %s\n", res.KeysRemoved, cfg.Prefix)
+		fmt.Fprintf(&b, "Cleanup:     removed %d keys under %s\n", res.KeysRemoved, cfg.runPrefix())
 	}
 	return b.String()
 }

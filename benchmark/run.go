@@ -39,6 +39,9 @@ const cleanupTimeout = time.Minute
 // had failed operations, or its cleanup or push failed.
 func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	cfg := r.Config
+	if cfg.RunID == "" {
+		cfg.RunID = newRunID(time.Now())
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -73,7 +76,11 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger.Debug("pre-flight passed", "db_size_bytes", pre.dbSize, "quota_bytes", pre.quota, "estimated_write_bytes", pre.estimate, "existing_keys", pre.existing)
+	logger.Debug("pre-flight passed", "db_size_bytes", pre.dbSize, "quota_bytes", pre.quota, "estimated_write_bytes", pre.estimate)
+	// Before the first write: a run killed with SIGKILL leaves its keys, and this line says
+	// where they are.
+	logger.Info("benchmark run starting", "run_id", cfg.RunID, "keys_under", cfg.runPrefix(),
+		"keys_already_under_prefix", pre.existing, "prefix", cfg.Prefix)
 
 	wl, err := newWorkload(cfg)
 	if err != nil {

@@ -50,6 +50,9 @@ func preflight(ctx context.Context, cli *clientv3.Client, cfg Config) (preflight
 		return info, fmt.Errorf("refusing to run: the cluster has active alarms (%s); fix and disarm them first", strings.Join(list, ", "))
 	}
 
+	// Keys already under the prefix (a user's, or other runs', finished with --keep or still
+	// running) are no reason to refuse: this run never writes or deletes outside its own
+	// directory. They are counted for the log only.
 	gctx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	resp, err := cli.Get(gctx, cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	cancel()
@@ -57,8 +60,18 @@ func preflight(ctx context.Context, cli *clientv3.Client, cfg Config) (preflight
 		return info, fmt.Errorf("counting keys under %s: %w", cfg.Prefix, err)
 	}
 	info.existing = resp.Count
-	if resp.Count > 0 && !cfg.Force {
-		return info, fmt.Errorf("refusing to run: prefix %s already holds %d keys (left by an earlier run with --keep, or someone else's); delete them, choose another --prefix, or pass --force to run anyway and delete the whole prefix afterwards", cfg.Prefix, resp.Count)
+	// The run's own directory must be new: the cleanup deletes everything in it, so a key
+	// there that this run did not write would be lost. A generated run ID is never reused
+	// (its time and 32 random bits); this stops a caller that chose one.
+	own := cfg.runPrefix()
+	gctx, cancel = context.WithTimeout(ctx, preflightTimeout)
+	resp, err = cli.Get(gctx, own, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		return info, fmt.Errorf("counting keys under %s: %w", own, err)
+	}
+	if resp.Count > 0 {
+		return info, fmt.Errorf("refusing to run: the run's directory %s already holds %d keys that this run did not write; choose another run ID", own, resp.Count)
 	}
 
 	if err := info.readSize(ctx, cli); err != nil {
@@ -117,7 +130,7 @@ type writeCost struct {
 }
 
 func newWriteCost(cfg Config) writeCost {
-	key := int64(len(cfg.Prefix) + max(cfg.KeySize, len("election-")+cfg.KeySize))
+	key := int64(len(cfg.runPrefix()) + max(cfg.KeySize, len("election-")+cfg.KeySize))
 	val := int64(cfg.ValSize)
 	c := writeCost{tombstone: key + bytesPerRevision}
 	switch cfg.Workload {
@@ -196,20 +209,22 @@ func guardQuota(ctx context.Context, cli *clientv3.Client, pre preflightInfo, st
 	}
 }
 
-// cleanup deletes the prefix (unless --keep) and returns how many keys it removed. It never
-// compacts or defragments: those are the operator's decisions.
-// With --keep it counts the keys left under the prefix instead.
+// cleanup deletes the run's own directory (unless --keep) and returns how many keys it removed:
+// keys elsewhere under the prefix, other runs' or anyone's, are never touched. It never compacts
+// or defragments: those are the operator's decisions.
+// With --keep it counts the keys left in the run's directory instead.
 func cleanup(ctx context.Context, cli *clientv3.Client, cfg Config) (removed, kept int64, err error) {
+	own := cfg.runPrefix()
 	if cfg.Keep {
-		resp, err := cli.Get(ctx, cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		resp, err := cli.Get(ctx, own, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil {
-			return 0, 0, fmt.Errorf("counting the kept keys under %s: %w", cfg.Prefix, err)
+			return 0, 0, fmt.Errorf("counting the kept keys under %s: %w", own, err)
 		}
 		return 0, resp.Count, nil
 	}
-	resp, err := cli.Delete(ctx, cfg.Prefix, clientv3.WithPrefix())
+	resp, err := cli.Delete(ctx, own, clientv3.WithPrefix())
 	if err != nil {
-		return 0, 0, fmt.Errorf("deleting the benchmark's keys under %s (delete them with: etcdctl del --prefix %s): %w", cfg.Prefix, cfg.Prefix, err)
+		return 0, 0, fmt.Errorf("deleting the benchmark's keys under %s (delete them with: etcdctl del --prefix %s): %w", own, own, err)
 	}
 	return resp.Deleted, 0, nil
 }

@@ -91,7 +91,7 @@ func (b *base) setup(context.Context, []*worker) error    { return nil }
 func (b *base) teardown(context.Context, []*worker) error { return nil }
 
 func newWorkload(cfg Config) (workload, error) {
-	kf, err := newKeyFormat(cfg.Prefix, cfg.KeySize, cfg.KeySpaceSize)
+	kf, err := newKeyFormat(cfg.runPrefix(), cfg.KeySize, cfg.KeySpaceSize)
 	if err != nil {
 		return nil, err
 	}
@@ -197,8 +197,8 @@ func firstErr(a, b error) error {
 	return b
 }
 
-// watchWorkload measures put-to-event latency: each operation puts a key under the prefix and
-// ends when one watcher on the prefix receives the event of that revision.
+// watchWorkload measures put-to-event latency: each operation puts a key in the run's directory
+// and ends when one watcher on that directory receives the event of that revision.
 type watchWorkload struct {
 	base
 	cancel context.CancelFunc
@@ -215,14 +215,15 @@ func (ww *watchWorkload) setup(ctx context.Context, workers []*worker) error {
 	ww.waiting = map[int64]chan time.Time{}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
 	ww.cancel, ww.done = cancel, make(chan struct{})
-	wch := workers[0].cli.Watch(wctx, ww.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	// The run's own directory: another run's puts under the same prefix are not this run's events.
+	wch := workers[0].cli.Watch(wctx, ww.cfg.runPrefix(), clientv3.WithPrefix(), clientv3.WithCreatedNotify())
 	select {
 	case wr, ok := <-wch:
 		if !ok || wr.Err() != nil || !wr.Created {
 			cancel()
 			for range wch { //nolint:revive // drain so the watcher goroutine ends
 			}
-			return fmt.Errorf("starting the watch on %s: %w", ww.cfg.Prefix, firstErr(wr.Err(), errors.New("watch not created")))
+			return fmt.Errorf("starting the watch on %s: %w", ww.cfg.runPrefix(), firstErr(wr.Err(), errors.New("watch not created")))
 		}
 	case <-ctx.Done():
 		cancel()

@@ -15,7 +15,8 @@
 #   MEMBERS [3]  PAIRS [4]  SETTLE [2]  CONNS [10]  CLIENTS [100]  KEY_SIZE [8]  VAL_SIZE [256]
 #   KEY_SPACE [100000]  TOTAL [20000]  UNSAFE_NO_FSYNC [false]
 #   PREFIX [/b/]: etcd-monitor's key prefix. etcd's tool writes KEY_SIZE-byte keys at the root;
-#     ours are the prefix plus KEY_SIZE bytes, so a short prefix keeps the requests the same size.
+#     ours are the prefix, the run's 26-byte directory (<run id>/) and KEY_SIZE bytes, so a short
+#     prefix keeps the requests close in size.
 #     PREFIX=/etcd-monitor-benchmark/ measures the default (23 more bytes per key).
 #   ETCD_BIN [bin/etcd]  ETCDCTL_BIN [bin/etcdctl]  ETCD_BENCHMARK_BIN [bin/etcd-benchmark]
 #   ETCD_MONITOR_BIN [built from ./cmd/etcd-monitor into the temp dir]

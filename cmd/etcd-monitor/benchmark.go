@@ -37,7 +37,7 @@ func addBenchmarkCommand(app *kingpin.Application) (*kingpin.CmdClause, func(con
 		Default(cfg.Workload).StringVar(&cfg.Workload)
 	cmd.Flag("conns", "Number of gRPC connections to etcd.").Default("1").IntVar(&cfg.Conns)
 	cmd.Flag("clients", "Number of concurrent clients, spread over the connections.").Default("1").IntVar(&cfg.Clients)
-	cmd.Flag("key-size", "Bytes of each key after the prefix (key-000000123 when room allows, digits only otherwise).").
+	cmd.Flag("key-size", "Bytes of each key after the run's directory <prefix><run id>/ (key-000000123 when room allows, digits only otherwise).").
 		Default("13").IntVar(&cfg.KeySize)
 	cmd.Flag("val-size", "Bytes of each value.").Default("8").IntVar(&cfg.ValSize)
 	cmd.Flag("total", "Number of operations to run (give this or --duration).").IntVar(&cfg.Total)
@@ -46,15 +46,17 @@ func addBenchmarkCommand(app *kingpin.Application) (*kingpin.CmdClause, func(con
 		Default("0").Float64Var(&cfg.Rate)
 	cmd.Flag("sequential-keys", "Use keys in order instead of at random from the key space.").BoolVar(&cfg.SequentialKeys)
 	cmd.Flag("key-space-size", "Number of distinct keys (and lock or election names).").Default("100000").IntVar(&cfg.KeySpaceSize)
-	cmd.Flag("prefix", "Every key the benchmark writes is under this prefix, which it deletes afterwards.").
+	cmd.Flag("prefix", "Each run writes only in a directory of its own under this prefix, <prefix><run id>/, and deletes only that afterwards.").
 		Default(benchmark.DefaultPrefix).StringVar(&cfg.Prefix)
 	cmd.Flag("read-ratio", "Share of reads in the mixed workload, from 0 to 1.").Default("0.7").Float64Var(&cfg.ReadRatio)
 	cmd.Flag("consistency", "Read consistency of range and mixed: l (linearizable) or s (serializable).").
 		Default("l").StringVar(&cfg.Consistency)
 	cmd.Flag("output", "Report format: text or json.").Default("text").StringVar(&cfg.Output)
-	cmd.Flag("force", "Run even when the prefix already holds keys; they are deleted with the benchmark's own afterwards.").
-		BoolVar(&cfg.Force)
-	cmd.Flag("keep", "Leave the benchmark's keys in place instead of deleting the prefix.").BoolVar(&cfg.Keep)
+	// --force once ran on a non-empty prefix and deleted all of it, whoever's keys were there.
+	// Runs now never touch keys outside their own directory, so there is nothing left to force;
+	// the flag stays so that existing scripts keep working.
+	force := cmd.Flag("force", "Deprecated, no effect: keys already under --prefix are never refused nor deleted (see docs/benchmark.md).").Bool()
+	cmd.Flag("keep", "Leave the run's keys in place instead of deleting its directory.").BoolVar(&cfg.Keep)
 	cmd.Flag("pushgateway.url", "Push the results to this Pushgateway (job etcd_benchmark, grouped by workload and run).").
 		StringVar(&cfg.PushgatewayURL)
 	cmd.Flag("run.name", "Stable name of this run for the Pushgateway grouping, e.g. nightly (never a unique id).").
@@ -63,6 +65,9 @@ func addBenchmarkCommand(app *kingpin.Application) (*kingpin.CmdClause, func(con
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
 		if err := cfg.Validate(); err != nil {
 			return err
+		}
+		if *force {
+			logger.Warn("--force is deprecated and has no effect: each run writes and deletes only its own directory <prefix><run id>/, and keys already under --prefix are left alone")
 		}
 		// The client's CPU competes with the members it measures when both share a host, and
 		// its live heap is a few MiB of histograms and keys: collecting at 5x that instead of

@@ -105,7 +105,7 @@ func TestDashboardsHaveData(t *testing.T) {
 		t.Fatalf("benchmark: %v\n%s", err, out)
 	}
 	s.Env.WriteFile("benchmark.out", out)
-	p.WaitQuery(waitFor, `etcd_benchmark_operations_total{job="etcd_benchmark",cluster="e2e"}`, func(s []Sample) bool { return len(s) > 0 })
+	p.WaitQuery(waitFor, `etcd_benchmark_operations{job="etcd_benchmark",cluster="e2e"}`, func(s []Sample) bool { return len(s) > 0 })
 
 	files, err := filepath.Glob(filepath.Join(root, "dashboards", "*.json"))
 	if err != nil || len(files) == 0 {
