@@ -67,7 +67,11 @@ func values(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 				}
 				parts = append(parts, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
 			}
-			out[mf.GetName()+"{"+strings.Join(parts, ",")+"}"] = m.GetGauge().GetValue()
+			v := m.GetGauge().GetValue()
+			if mf.GetType() == dto.MetricType_COUNTER {
+				v = m.GetCounter().GetValue()
+			}
+			out[mf.GetName()+"{"+strings.Join(parts, ",")+"}"] = v
 		}
 	}
 	return out
@@ -133,13 +137,27 @@ etcd_monitor_scrape_collector_success{collector="cluster"} 1
 etcd_monitor_scrape_collector_success{collector="members"} 1
 etcd_monitor_scrape_collector_success{collector="probe"} 1
 etcd_monitor_scrape_collector_success{collector="status"} 1
+# HELP etcd_monitor_scrape_metric_errors_total Series a collector could not build since the exporter started (a value from etcd Prometheus refuses); the series is dropped, the rest of the scrape served.
+# TYPE etcd_monitor_scrape_metric_errors_total counter
+etcd_monitor_scrape_metric_errors_total{collector="alarms"} 0
+etcd_monitor_scrape_metric_errors_total{collector="cluster"} 0
+etcd_monitor_scrape_metric_errors_total{collector="members"} 0
+etcd_monitor_scrape_metric_errors_total{collector="probe"} 0
+etcd_monitor_scrape_metric_errors_total{collector="status"} 0
+# HELP etcd_monitor_scrape_collector_panics_total Panics recovered in a collector since the exporter started; the scrape that met one reports the collector failed.
+# TYPE etcd_monitor_scrape_collector_panics_total counter
+etcd_monitor_scrape_collector_panics_total{collector="alarms"} 0
+etcd_monitor_scrape_collector_panics_total{collector="cluster"} 0
+etcd_monitor_scrape_collector_panics_total{collector="members"} 0
+etcd_monitor_scrape_collector_panics_total{collector="probe"} 0
+etcd_monitor_scrape_collector_panics_total{collector="status"} 0
 `, id, m.ClientURL, m.Etcd().Config().AdvertisePeerUrls[0].String())
 	names := []string{
 		"etcd_monitor_up", "etcd_monitor_cluster_members", "etcd_monitor_cluster_learners", "etcd_monitor_cluster_members_up", "etcd_monitor_cluster_voting_members_up",
 		"etcd_monitor_cluster_quorum", "etcd_monitor_cluster_has_quorum", "etcd_monitor_cluster_leaders",
 		"etcd_monitor_member_up", "etcd_monitor_member_is_leader", "etcd_monitor_member_has_leader", "etcd_monitor_member_alarm",
 		"etcd_monitor_member_probe_success", "etcd_monitor_member_db_quota_bytes", "etcd_monitor_member_info",
-		"etcd_monitor_scrape_collector_success",
+		"etcd_monitor_scrape_collector_success", "etcd_monitor_scrape_metric_errors_total", "etcd_monitor_scrape_collector_panics_total",
 	}
 	if err := testutil.GatherAndCompare(registryFor(e, 5*time.Second), strings.NewReader(expected), names...); err != nil {
 		t.Fatal(err)

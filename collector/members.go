@@ -24,14 +24,14 @@ func newMembersCollector() Collector {
 	}
 }
 
-func (c *membersCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+func (c *membersCollector) Update(s *snapshot.Snapshot, out Sink) error {
 	if s.MemberListErr != nil {
 		return errNoMembers(s)
 	}
 	for _, m := range s.Members {
-		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1,
-			append(memberLabels(m), strings.Join(m.ClientURLs, ","), strings.Join(m.PeerURLs, ","),
-				m.Version(), strconv.FormatBool(m.IsLearner))...)
+		out.Gauge(c.info, 1,
+			append(memberLabels(m), labelValue(strings.Join(m.ClientURLs, ",")), labelValue(strings.Join(m.PeerURLs, ",")),
+				labelValue(m.Version()), strconv.FormatBool(m.IsLearner))...)
 	}
 	return nil
 }

@@ -35,21 +35,21 @@ func newStatusCollector() Collector {
 
 var errNoStatus = errors.New("no member answered Status")
 
-func (c *statusCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+func (c *statusCollector) Update(s *snapshot.Snapshot, out Sink) error {
 	if s.MemberListErr != nil {
 		return errNoMembers(s)
 	}
 	anyUp := false
 	for _, m := range s.Members {
 		l := memberLabels(m)
-		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, boolValue(m.Up()), l...)
+		out.Gauge(c.up, boolValue(m.Up()), l...)
 		if !m.Up() {
 			continue
 		}
 		anyUp = true
 		st := m.Status
 		gauge := func(d *prometheus.Desc, v float64) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+			out.Gauge(d, v, l...)
 		}
 		gauge(c.isLeader, boolValue(m.IsLeader()))
 		gauge(c.hasLeader, boolValue(st.Leader != 0))
