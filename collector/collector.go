@@ -99,9 +99,12 @@ type Taker interface {
 	Take(ctx context.Context, needs snapshot.Needs) *snapshot.Snapshot
 }
 
-// Exporter runs the enabled collectors over one snapshot per scrape.
+// Exporter runs the enabled collectors over one snapshot per scrape. Concurrent scrapes share one
+// in-flight snapshot (snapshot.Shared), so a burst of scrapes (several Prometheus replicas, a
+// retry storm, someone's curl loop) costs etcd one snapshot, not one per scrape.
 type Exporter struct {
 	taker      Taker
+	shared     *snapshot.Shared
 	logger     *slog.Logger
 	names      []string
 	collectors map[string]Collector
@@ -170,6 +173,7 @@ func New(taker Taker, names []string, opts ...Option) (*Exporter, error) {
 		e.needs.Probes = e.needs.Probes || f.needs.Probes
 	}
 	slices.Sort(e.names)
+	e.shared = snapshot.NewShared(taker.Take, e.needs)
 	return e, nil
 }
 
@@ -179,10 +183,17 @@ func (e *Exporter) Needs() snapshot.Needs { return e.needs }
 // Collectors names the enabled collectors.
 func (e *Exporter) Collectors() []string { return slices.Clone(e.names) }
 
-// Scrape returns a prometheus.Collector that takes one snapshot under ctx when collected. Register
-// it in a registry made for the request, so the scrape's deadline applies to its etcd calls.
+// Scrape returns a prometheus.Collector that takes (or joins) one snapshot under ctx's deadline
+// when collected. Register it in a registry made for the request, so the scrape's deadline applies
+// to its etcd calls.
 func (e *Exporter) Scrape(ctx context.Context) prometheus.Collector {
-	return &scrape{e: e, ctx: ctx}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return &scrape{e: e, ctx: ctx}
+	}
+	// The snapshot returns just after its deadline with whatever did not answer marked down;
+	// waiting on a context that ends at that very deadline would lose the snapshot.
+	return &scrape{e: e, ctx: context.WithoutCancel(ctx), deadline: deadline}
 }
 
 // Collect emits the metrics for a snapshot already taken (by the status API or check command).
@@ -239,15 +250,28 @@ func phaseDuration(s *snapshot.Snapshot, p phase) time.Duration {
 }
 
 type scrape struct {
-	e   *Exporter
-	ctx context.Context
+	e *Exporter
+	// ctx says whether the scraper is still there; deadline bounds the snapshot. Without a
+	// deadline the snapshot is taken alone, under ctx.
+	ctx      context.Context
+	deadline time.Time
 }
 
 // Describe sends nothing: the metrics depend on the cluster, and the registry is per request.
 func (*scrape) Describe(chan<- *prometheus.Desc) {}
 
 func (sc *scrape) Collect(ch chan<- prometheus.Metric) {
-	sc.e.Collect(sc.e.taker.Take(sc.ctx, sc.e.needs), ch)
+	if sc.deadline.IsZero() {
+		sc.e.Collect(sc.e.taker.Take(sc.ctx, sc.e.needs), ch)
+		return
+	}
+	s, err := sc.e.shared.Take(sc.ctx, sc.deadline)
+	if err != nil {
+		// The scraper has gone: nobody reads this answer.
+		sc.e.logger.Debug("scrape abandoned", "err", err)
+		return
+	}
+	sc.e.Collect(s, ch)
 }
 
 // memberLabels are the labels every member series carries.

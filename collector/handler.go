@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -24,7 +23,8 @@ type HandlerOpts struct {
 }
 
 // Handler serves /metrics: each request gets its own registry and a deadline, so a hung member
-// can never make a scrape outlive Prometheus' patience.
+// can never make a scrape outlive Prometheus' patience. Concurrent requests share one in-flight
+// snapshot whose deadline is no later than their own.
 func (e *Exporter) Handler(o HandlerOpts) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -35,11 +35,10 @@ func (e *Exporter) Handler(o HandlerOpts) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		defer cancel()
-
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(e.Scrape(ctx))
+		// The request's context, not one ending at the deadline: the shared snapshot answers just
+		// after its deadline, and the scrape must wait for that answer.
+		reg.MustRegister(&scrape{e: e, ctx: r.Context(), deadline: time.Now().Add(timeout)})
 		gatherers := prometheus.Gatherers{reg}
 		if o.Gatherer != nil {
 			gatherers = append(gatherers, o.Gatherer)
