@@ -42,7 +42,8 @@ func TestMemberNameNotUTF8(t *testing.T) {
 			"etcd_monitor_up{}",
 			"etcd_monitor_member_up{member=\"m\uFFFD0\"}",
 			"etcd_monitor_member_probe_success{member=\"m\uFFFD0\",probe=\"read_linearizable\"}",
-			"etcd_monitor_member_info{is_learner=\"false\",member=\"m\uFFFD0\",version=\"3.6.16\"}",
+			"etcd_monitor_member_info{is_learner=\"false\",member=\"m\uFFFD0\"}",
+			"etcd_monitor_member_version_info{member=\"m\uFFFD0\",version=\"3.6.16\"}",
 		} {
 			if v[k] != 1 {
 				t.Errorf("%s = %v, want 1; got %v", k, v[k], v)

@@ -19,8 +19,11 @@ type membersCollector struct {
 
 func newMembersCollector() Collector {
 	return &membersCollector{
-		info: memberDesc("info", "Member metadata from the member list; version is empty while the member does not answer.",
-			"client_urls", "peer_urls", "version", "is_learner"),
+		// No version label: it is known only while the member answers Status, and a label that
+		// changes with the member's health would end the series at every outage and start a new
+		// one after it. The version is etcd_monitor_member_version_info, from the status collector.
+		info: memberDesc("info", "Member metadata from the member list, present while the member is in the list, up or down.",
+			"client_urls", "peer_urls", "is_learner"),
 	}
 }
 
@@ -31,7 +34,7 @@ func (c *membersCollector) Update(s *snapshot.Snapshot, out Sink) error {
 	for _, m := range s.Members {
 		out.Gauge(c.info, 1,
 			append(memberLabels(m), labelValue(strings.Join(m.ClientURLs, ",")), labelValue(strings.Join(m.PeerURLs, ",")),
-				labelValue(m.Version()), strconv.FormatBool(m.IsLearner))...)
+				strconv.FormatBool(m.IsLearner))...)
 	}
 	return nil
 }
