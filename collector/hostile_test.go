@@ -21,7 +21,9 @@ const badName = "m\xff0"
 
 // TestMemberNameNotUTF8 runs a real member named with an invalid byte. Before label values were
 // sanitized, every scrape panicked in a collector goroutine and took the process down; now the
-// name is served with U+FFFD for the bad byte, and every collector succeeds.
+// name is served with U+FFFD for the bad byte, and every collector succeeds. (URLs cannot be made
+// to carry one through etcd 3.6: it stores a peer URL re-encoded, "http://m\xff.x:2380" as
+// "http://m%FF.x:2380"; they are sanitized all the same.)
 func TestMemberNameNotUTF8(t *testing.T) {
 	c := etcdtest.Start(t, 1, func(_ int, cfg *embed.Config) {
 		cfg.Name = badName
