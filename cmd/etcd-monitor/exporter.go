@@ -52,10 +52,11 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if *offset < 0 {
 			return errors.New("--scrape.timeout-offset must not be negative")
 		}
-		if !strings.HasPrefix(*metricsPath, "/") || *metricsPath == "/" {
-			return errors.New("--web.telemetry-path must start with / and not be /")
+		if err := validateTelemetryPath(*metricsPath); err != nil {
+			return err
 		}
-		var names []string
+		// Not nil even when every collector is switched off: nil asks for the default set.
+		names := []string{}
 		for name, on := range enabled {
 			if *on {
 				names = append(names, name)
@@ -107,7 +108,8 @@ type exporterHandlerConfig struct {
 
 // newExporterHandler builds everything the exporter serves on one mux, so that --web.config.file
 // (TLS, basic auth) protects the metrics, the status API and the page alike.
-func newExporterHandler(c exporterHandlerConfig) (http.Handler, *clusterapi.API, error) {
+func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.API, err error) {
+	defer recoverPattern(c.metricsPath, &err)
 	self := prometheus.NewRegistry()
 	self.MustRegister(
 		collectors.NewGoCollector(),
