@@ -27,6 +27,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	webCfg := webflag.AddFlags(cmd, ":9379")
 	metricsPath := cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	timeout := cmd.Flag("scrape.timeout", "Scrape deadline when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds header.").Default("10s").Duration()
+	maxRequests := cmd.Flag("web.max-requests", "Maximum number of scrapes of the metrics path served at once; more are answered 503 at once (0: no limit).").Default("40").Int()
 	offset := cmd.Flag("scrape.timeout-offset", "Subtracted from Prometheus' scrape timeout header to leave time to send the answer.").Default("500ms").Duration()
 	probeKey := cmd.Flag("probe.key", "Key the latency probes read (never written).").Default(snapshot.DefaultProbeKey).String()
 	etcd := addEtcdFlags(cmd)
@@ -52,6 +53,9 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if *offset < 0 {
 			return errors.New("--scrape.timeout-offset must not be negative")
 		}
+		if *maxRequests < 0 {
+			return fmt.Errorf("--web.max-requests must not be negative, got %d", *maxRequests)
+		}
 		if err := validateTelemetryPath(*metricsPath); err != nil {
 			return err
 		}
@@ -73,7 +77,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		}
 
 		handler, api, err := newExporterHandler(exporterHandlerConfig{
-			metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
+			metricsPath: *metricsPath, timeout: *timeout, offset: *offset, maxRequests: *maxRequests,
 			taker: taker, exporter: exp, logger: logger,
 		})
 		if err != nil {
@@ -81,7 +85,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		}
 
 		logger.Info("starting etcd-monitor", "version", version.Info(), "endpoints", strings.Join(conn.Endpoints, ","), "collectors", strings.Join(exp.Collectors(), ","))
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		srv := newServer(handler)
 		errc := make(chan error, 1)
 		go func() { errc <- web.ListenAndServe(srv, webCfg, logger) }()
 		select {
@@ -101,6 +105,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 type exporterHandlerConfig struct {
 	metricsPath     string
 	timeout, offset time.Duration
+	maxRequests     int // scrapes of metricsPath served at once, 0: no limit
 	taker           *snapshot.Taker
 	exporter        *collector.Exporter
 	logger          *slog.Logger
@@ -117,7 +122,7 @@ func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.
 		versioncollector.NewCollector("etcd_monitor"),
 	)
 	mux := http.NewServeMux()
-	mux.Handle(c.metricsPath, c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}))
+	mux.Handle(c.metricsPath, limitInFlight(c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}), c.maxRequests))
 	api := clusterapi.New(clusterapi.Options{
 		Snapshots: snapshot.NewShared(c.taker.Take, clusterapi.Needs),
 		Timeout:   c.timeout,
@@ -136,6 +141,6 @@ func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.
 	if err != nil {
 		return nil, nil, err
 	}
-	mux.Handle("/", landing)
-	return mux, api, nil
+	mux.Handle("/", withPagePolicy(landing))
+	return securityHeaders(mux), api, nil
 }
