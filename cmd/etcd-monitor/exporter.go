@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -85,18 +86,28 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		}
 
 		logger.Info("starting etcd-monitor", "version", version.Info(), "endpoints", strings.Join(conn.Endpoints, ","), "collectors", strings.Join(exp.Collectors(), ","))
+		// Every request's context derives from requests, canceled on SIGTERM: a scrape waiting on a
+		// hung member then stops waiting and answers what it has (the member down), so that
+		// Shutdown, which waits for in-flight requests, does not wait for their deadlines.
+		requests, cancelRequests := context.WithCancel(context.Background())
+		defer cancelRequests()
 		srv := newServer(handler)
+		srv.BaseContext = func(net.Listener) context.Context { return requests }
 		errc := make(chan error, 1)
 		go func() { errc <- web.ListenAndServe(srv, webCfg, logger) }()
 		select {
 		case err := <-errc:
 			return err
 		case <-ctx.Done():
-			logger.Info("shutting down")
+			logger.Info("shutting down: answering in-flight requests with what they have")
 			api.ShuttingDown()
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			cancelRequests()
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
-			return srv.Shutdown(sctx)
+			if err := srv.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutting down: %w", err)
+			}
+			return nil
 		}
 	}
 }

@@ -136,49 +136,141 @@ func runBinary(t *testing.T, args ...string) (int, string, string) {
 	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
 }
 
-// hungEndpoint is a loopback listener that accepts connections and never answers: gRPC waits on
-// it until its deadline, like on a frozen member.
-type hungEndpoint struct {
+// freezer is a loopback TCP forwarder to an etcd endpoint that can be frozen: it then keeps every
+// connection open and passes nothing on, as a SIGSTOPped member behaves. gRPC calls on a
+// connection made before the freeze wait for their deadline (a listener that never answers at
+// all is not enough: the gRPC handshake fails within a second).
+type freezer struct {
 	ln       net.Listener
-	mu       sync.Mutex
-	conns    []net.Conn
-	accepted chan struct{} // receives once per accepted connection (buffered, never blocks)
-	done     chan struct{}
+	target   string
+	frozen   chan struct{} // closed by freeze
+	once     sync.Once
+	held     chan struct{} // receives (never blocking) once per gRPC call made while frozen
+	stopping chan struct{}
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex
+	conns []net.Conn
 }
 
-func startHungEndpoint(t *testing.T) *hungEndpoint {
+func startFreezer(t *testing.T, target string) *freezer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hungEndpoint{ln: ln, accepted: make(chan struct{}, 1000), done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			h.mu.Lock()
-			h.conns = append(h.conns, c)
-			h.mu.Unlock()
-			select {
-			case h.accepted <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-h.done
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		for _, c := range h.conns {
-			c.Close()
-		}
-	})
-	return h
+	f := &freezer{ln: ln, target: target, frozen: make(chan struct{}), held: make(chan struct{}, 100), stopping: make(chan struct{})}
+	f.wg.Go(f.accept)
+	t.Cleanup(f.close)
+	return f
 }
 
-func (h *hungEndpoint) addr() string { return h.ln.Addr().String() }
+func (f *freezer) addr() string { return f.ln.Addr().String() }
+
+func (f *freezer) freeze() { f.once.Do(func() { close(f.frozen) }) }
+
+func (f *freezer) accept() {
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", f.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		f.mu.Lock()
+		select {
+		case <-f.stopping:
+			f.mu.Unlock()
+			c.Close()
+			up.Close()
+			return
+		default:
+		}
+		f.conns = append(f.conns, c, up)
+		f.mu.Unlock()
+		f.wg.Go(func() { f.pipe(up, c, newH2Calls()) })
+		f.wg.Go(func() { f.pipe(c, up, nil) })
+	}
+}
+
+// pipe copies src to dst until the freeze, then drops everything. calls counts the gRPC calls
+// the exporter starts (HTTP/2 HEADERS frames) on the exporter's side of the connection: each call
+// made while frozen is reported on held.
+func (f *freezer) pipe(dst, src net.Conn, calls *h2Calls) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			started := 0
+			if calls != nil {
+				started = calls.feed(buf[:n])
+			}
+			select {
+			case <-f.frozen:
+				for ; started > 0; started-- {
+					select {
+					case f.held <- struct{}{}:
+					default:
+					}
+				}
+				continue
+			default:
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// h2Calls follows the HTTP/2 frames a client sends (RFC 9113 section 4.1: a 9-byte header whose
+// first 3 bytes are the payload length and 4th the type) to count HEADERS frames, one per call.
+type h2Calls struct {
+	preface int // bytes of the client connection preface still to skip
+	hdr     [9]byte
+	hn      int
+	skip    int // payload bytes still to skip
+}
+
+func newH2Calls() *h2Calls { return &h2Calls{preface: len("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")} }
+
+func (c *h2Calls) feed(b []byte) (headers int) {
+	for len(b) > 0 {
+		switch {
+		case c.preface > 0:
+			n := min(c.preface, len(b))
+			c.preface, b = c.preface-n, b[n:]
+		case c.skip > 0:
+			n := min(c.skip, len(b))
+			c.skip, b = c.skip-n, b[n:]
+		default:
+			n := copy(c.hdr[c.hn:], b)
+			c.hn, b = c.hn+n, b[n:]
+			if c.hn == len(c.hdr) {
+				c.hn = 0
+				c.skip = int(c.hdr[0])<<16 | int(c.hdr[1])<<8 | int(c.hdr[2])
+				if c.hdr[3] == 0x1 {
+					headers++
+				}
+			}
+		}
+	}
+	return headers
+}
+
+func (f *freezer) close() {
+	f.ln.Close()
+	close(f.stopping)
+	f.mu.Lock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}

@@ -65,6 +65,8 @@ func recoverPattern(metricsPath string, err *error) {
 const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
+	// shutdownTimeout bounds sending the answers of canceled requests on SIGTERM.
+	shutdownTimeout = 5 * time.Second
 )
 
 func newServer(h http.Handler) *http.Server {

@@ -44,50 +44,53 @@ func TestSecurityHeaders(t *testing.T) {
 	}
 }
 
-// With --web.max-requests=1 and one scrape waiting on a hung member, another scrape is refused at
-// once with 503, while the page and the API still answer; 0 means no limit.
+// With --web.max-requests=1 and one scrape waiting on a frozen member, another scrape is refused
+// at once with 503, while the rest of the exporter still answers; 0 means no limit.
 func TestMaxRequests(t *testing.T) {
-	hung := startHungEndpoint(t)
-	slow := func(p *exporterProcess, n int) *sync.WaitGroup {
-		var wg sync.WaitGroup
-		for i := 0; i < n; i++ {
-			wg.Go(func() { _, _, _ = p.get(t, "/metrics", 30*time.Second) })
+	c := etcdtest.Start(t, 1)
+	// frozenExporter runs the exporter through a forwarder to the member, scrapes once (so the
+	// connection is up) and freezes the member.
+	frozenExporter := func(t *testing.T, args ...string) (*exporterProcess, *freezer) {
+		t.Helper()
+		f := startFreezer(t, strings.TrimPrefix(c.Endpoints()[0], "http://"))
+		p := startExporter(t, append(args, "--etcd.endpoints="+f.addr())...)
+		if code, body, err := p.get(t, "/metrics", 30*time.Second); code != http.StatusOK || !strings.Contains(body, "\netcd_monitor_up 1\n") {
+			t.Fatalf("scrape before the freeze: %d %v\n%s", code, err, body)
 		}
-		return &wg
+		f.freeze()
+		return p, f
 	}
 
 	t.Run("limit 1", func(t *testing.T) {
-		p := startExporter(t, "--etcd.endpoints="+hung.addr(), "--scrape.timeout=20s", "--web.max-requests=1")
-		wg := slow(p, 1)
+		p, f := frozenExporter(t, "--scrape.timeout=5m", "--web.max-requests=1")
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _, _ = p.get(t, "/metrics", time.Minute) })
 		defer func() { _ = p.cmd.Process.Kill(); wg.Wait() }()
-		// The slow scrape was sent first; once it is in the handler every other scrape is refused.
-		var code int
-		var body string
-		for i := 0; i < 20; i++ {
-			code, body, _ = p.get(t, "/metrics", 2*time.Second)
-			if code == http.StatusServiceUnavailable {
-				break
-			}
+		select {
+		case <-f.held:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first scrape never reached the frozen member")
 		}
+		code, body, err := p.get(t, "/metrics", 10*time.Second)
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "--web.max-requests") {
-			t.Fatalf("second scrape: %d %q, want 503 naming --web.max-requests", code, body)
+			t.Errorf("second scrape: %d %q %v, want 503 naming --web.max-requests", code, body, err)
 		}
-		if code, _, err := p.get(t, "/-/healthy", 5*time.Second); code != http.StatusOK {
-			t.Errorf("/-/healthy during the limit: %d %v", code, err)
+		if code, _, err := p.get(t, "/-/healthy", 10*time.Second); code != http.StatusOK {
+			t.Errorf("/-/healthy while scrapes are refused: %d %v", code, err)
 		}
 	})
 
 	t.Run("0 is no limit", func(t *testing.T) {
-		p := startExporter(t, "--etcd.endpoints="+hung.addr(), "--scrape.timeout=1s", "--web.max-requests=0")
+		p, _ := frozenExporter(t, "--scrape.timeout=2s", "--web.max-requests=0")
 		var wg sync.WaitGroup
 		codes := make([]int, 5)
 		for i := range codes {
-			wg.Go(func() { codes[i], _, _ = p.get(t, "/metrics", 20*time.Second) })
+			wg.Go(func() { codes[i], _, _ = p.get(t, "/metrics", 30*time.Second) })
 		}
 		wg.Wait()
 		for i, c := range codes {
 			if c != http.StatusOK {
-				t.Errorf("scrape %d: %d, want 200 (up 0 after the deadline)", i, c)
+				t.Errorf("concurrent scrape %d: %d, want 200 (members down after the deadline)", i, c)
 			}
 		}
 	})
