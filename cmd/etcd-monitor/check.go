@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -53,22 +54,25 @@ type checkReport struct {
 }
 
 func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context.Context, *slog.Logger) error) {
-	cmd := app.Command("check", "Take one look at an etcd cluster and exit 0 (healthy), 1 (degraded) or 2 (no quorum or unreachable); see docs/check.md.")
+	cmd := app.Command("check", "Take one look at an etcd cluster and exit 0 (healthy), 1 (degraded), 2 (no quorum or unreachable) or 3 (bad usage or configuration); see docs/check.md.")
 	ef := addEtcdFlags(cmd)
 	timeout := cmd.Flag("timeout", "Deadline for the whole check.").Default("5s").Duration()
 	output := cmd.Flag("output", "Report format: text or json.").Default("text").Enum("text", "json")
+	usageErrorHandlers[cmd.FullCommand()] = func(err error) int { return checkUnknown(os.Stdout, "text", err) }
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
+		// Everything that stops the check from judging the cluster is UNKNOWN, never a verdict.
+		unknown := func(err error) error { return checkResult{code: checkUnknown(os.Stdout, *output, err)} }
 		if *timeout <= 0 {
-			return fmt.Errorf("--timeout must be positive, got %s", *timeout)
+			return unknown(fmt.Errorf("--timeout must be positive, got %s", *timeout))
 		}
 		conn, err := ef.config()
 		if err != nil {
-			return err
+			return unknown(err)
 		}
 		taker, err := snapshot.NewTaker(conn, snapshot.WithLogger(logger))
 		if err != nil {
-			return err
+			return unknown(err)
 		}
 		defer taker.Close()
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -79,16 +83,128 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(rep); err != nil {
-				return err
+				return checkResult{code: exitUnknown}
 			}
 		} else {
-			writeCheckText(os.Stdout, rep)
+			fmt.Fprintln(os.Stdout, checkStatusLine(s))
+			writeCheckTable(os.Stdout, rep)
 		}
 		if rep.ExitCode != 0 {
 			return checkResult{code: rep.ExitCode}
 		}
 		return nil
 	}
+}
+
+// exitUnknown is the monitoring-plugins' UNKNOWN: the check could not judge the cluster.
+const exitUnknown = 3
+
+// checkUnknown reports err as the UNKNOWN result on w (where a monitoring system reads the
+// status) and returns its exit code.
+func checkUnknown(w io.Writer, output string, err error) int {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(checkReport{Verdict: "unknown", ExitCode: exitUnknown, Reasons: []string{err.Error()}, Members: []checkMember{}})
+	} else {
+		fmt.Fprintf(w, "ETCD UNKNOWN - %s\n", plainText(err.Error()))
+	}
+	return exitUnknown
+}
+
+// checkStatusLine is the first line of the text report: the status a Nagios or Icinga service
+// shows, then performance data as the monitoring-plugins guidelines define it
+// ('label'=value[UOM];warn;crit;min;max, ranges as "10:" = alert below 10, "~:1" = above 1).
+func checkStatusLine(s *snapshot.Snapshot) string {
+	h := s.Health()
+	c := s.Cluster()
+	text := strings.Join(h.Reasons, "; ")
+	if h.Verdict == snapshot.Healthy {
+		text = fmt.Sprintf("%d of %d members up", c.MembersUp, c.Members)
+		for _, m := range s.Members {
+			if m.ID == c.Leader {
+				text += ", leader " + memberText(m)
+			}
+		}
+	}
+	var perf []string
+	if !s.Up() {
+		// How many members there are is not known ('U'); that none answered is.
+		perf = append(perf, "members=U", "members_up=0;;;0", "voting_members_up=0;;;0")
+	} else {
+		alarms := len(s.UnknownAlarms)
+		for _, m := range s.Members {
+			for _, on := range m.Alarms {
+				if on {
+					alarms++
+				}
+			}
+		}
+		voting := c.Members - c.Learners
+		perf = append(perf,
+			fmt.Sprintf("members=%d;;;0", c.Members),
+			// A member down is DEGRADED, voting members below quorum CRITICAL.
+			fmt.Sprintf("members_up=%d;%d:;;0;%d", c.MembersUp, c.Members, c.Members),
+			fmt.Sprintf("voting_members_up=%d;%d:;%d:;0;%d", c.VotingMembersUp, voting, c.Quorum, voting),
+			fmt.Sprintf("learners=%d;;;0", c.Learners),
+			fmt.Sprintf("quorum=%d;;;0;%d", c.Quorum, voting),
+			// No leader is CRITICAL, more than one DEGRADED.
+			fmt.Sprintf("leaders=%d;~:1;1:;0", len(c.Leaders)),
+			fmt.Sprintf("alarms=%d;0;;0", alarms),
+		)
+		for _, m := range s.Members {
+			label := perfLabel(m)
+			db, read := "U", "U" // undetermined, as the guidelines spell it
+			if st := m.Status; st != nil {
+				db = fmt.Sprintf("%dB;;;0", st.DbSize)
+				if st.DbSizeQuota > 0 {
+					db += fmt.Sprintf(";%d", st.DbSizeQuota)
+				}
+			}
+			if p, ok := m.Probe(snapshot.ProbeReadLinearizable); ok && p.Err == nil {
+				read = fmt.Sprintf("%.6fs;;;0", p.Duration.Seconds())
+			}
+			perf = append(perf, fmt.Sprintf("'%s db_size'=%s", label, db), fmt.Sprintf("'%s read_linearizable'=%s", label, read))
+		}
+	}
+	return fmt.Sprintf("ETCD %s - %s | %s", strings.ToUpper(string(h.Verdict)), plainText(text), strings.Join(perf, " "))
+}
+
+// memberText names a member as the verdict's reasons do.
+func memberText(m *snapshot.Member) string {
+	if m.Name == "" {
+		return snapshot.IDString(m.ID)
+	}
+	return fmt.Sprintf("%s (%s)", m.Name, snapshot.IDString(m.ID))
+}
+
+// perfLabel is a member's name (its ID when it has none) without the characters a quoted
+// performance data label cannot hold.
+func perfLabel(m *snapshot.Member) string {
+	name := m.Name
+	if name == "" {
+		name = snapshot.IDString(m.ID)
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\'' || r == '=' || r == '|' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return '_'
+		}
+		return r
+	}, name)
+}
+
+// plainText keeps text from etcd (member names, errors) on one line and out of the performance
+// data: Nagios reads everything after a '|' as performance data and only the first line as status.
+func plainText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '|' {
+			return '/'
+		}
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func buildCheckReport(s *snapshot.Snapshot) checkReport {
@@ -136,12 +252,13 @@ func buildCheckReport(s *snapshot.Snapshot) checkReport {
 	return rep
 }
 
-func writeCheckText(w io.Writer, rep checkReport) {
+// writeCheckTable writes the members table that follows the status line.
+func writeCheckTable(w io.Writer, rep checkReport) {
 	if len(rep.Members) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tID\tENDPOINT\tUP\tLEADER\tRAFT TERM\tRAFT INDEX\tDB SIZE\tALARMS\tLINEARIZABLE READ")
 		for _, m := range rep.Members {
-			name := m.Name
+			name := plainText(m.Name)
 			if name == "" {
 				name = "-"
 			}
@@ -178,14 +295,7 @@ func writeCheckText(w io.Writer, rep checkReport) {
 				name, m.ID, endpoint, up, leader, term, index, db, alarms, probe)
 		}
 		tw.Flush()
-		fmt.Fprintln(w)
 	}
-	verdict := strings.ToUpper(string(rep.Verdict))
-	if len(rep.Reasons) == 0 {
-		fmt.Fprintf(w, "%s\n", verdict)
-		return
-	}
-	fmt.Fprintf(w, "%s: %s\n", verdict, strings.Join(rep.Reasons, "; "))
 }
 
 func humanBytes(n int64) string {
