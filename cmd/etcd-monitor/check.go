@@ -9,11 +9,11 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 	"unicode"
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/etcd-monitor/etcd-monitor/clusterapi"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
@@ -27,30 +27,13 @@ type checkResult struct{ code int }
 func (c checkResult) Error() string { return "" }
 func (c checkResult) ExitCode() int { return c.code }
 
-// checkMember is one row of the report.
-type checkMember struct {
-	Name           string   `json:"name"`
-	ID             string   `json:"id"`
-	Endpoint       string   `json:"endpoint"`
-	Learner        bool     `json:"learner"`
-	Up             bool     `json:"up"`
-	Error          string   `json:"error,omitempty"`
-	Leader         string   `json:"leader,omitempty"`
-	IsLeader       bool     `json:"is_leader"`
-	RaftTerm       uint64   `json:"raft_term"`
-	RaftIndex      uint64   `json:"raft_index"`
-	DBSizeBytes    int64    `json:"db_size_bytes"`
-	Alarms         []string `json:"alarms"`
-	LinearizableMs *float64 `json:"read_linearizable_ms"`
-	ProbeError     string   `json:"read_linearizable_error,omitempty"`
-}
-
 // checkReport is the whole output of `check`.
 type checkReport struct {
 	Verdict  snapshot.Verdict `json:"verdict"`
 	ExitCode int              `json:"exit_code"`
 	Reasons  []string         `json:"reasons"`
-	Members  []checkMember    `json:"members"`
+	// Members are rendered as the status API renders them (clusterapi.MemberOf).
+	Members []clusterapi.Member `json:"members"`
 }
 
 func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context.Context, *slog.Logger) error) {
@@ -105,7 +88,7 @@ func checkUnknown(w io.Writer, output string, err error) int {
 	if output == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(checkReport{Verdict: "unknown", ExitCode: exitUnknown, Reasons: []string{err.Error()}, Members: []checkMember{}})
+		_ = enc.Encode(checkReport{Verdict: "unknown", ExitCode: exitUnknown, Reasons: []string{err.Error()}, Members: []clusterapi.Member{}})
 	} else {
 		fmt.Fprintf(w, "ETCD UNKNOWN - %s\n", plainText(err.Error()))
 	}
@@ -209,45 +192,9 @@ func plainText(s string) string {
 
 func buildCheckReport(s *snapshot.Snapshot) checkReport {
 	h := s.Health()
-	rep := checkReport{Verdict: h.Verdict, ExitCode: h.Verdict.ExitCode(), Reasons: h.Reasons, Members: []checkMember{}}
+	rep := checkReport{Verdict: h.Verdict, ExitCode: h.Verdict.ExitCode(), Reasons: h.Reasons, Members: []clusterapi.Member{}}
 	for _, m := range s.Members {
-		cm := checkMember{
-			Name:     m.Name,
-			ID:       snapshot.IDString(m.ID),
-			Endpoint: m.Endpoint,
-			Learner:  m.IsLearner,
-			Up:       m.Up(),
-			IsLeader: m.IsLeader(),
-			Alarms:   []string{},
-		}
-		if m.StatusErr != nil {
-			cm.Error = m.StatusErr.Error()
-		}
-		if st := m.Status; st != nil {
-			if st.Leader != 0 {
-				cm.Leader = snapshot.IDString(st.Leader)
-			}
-			cm.RaftTerm = st.RaftTerm
-			cm.RaftIndex = st.RaftIndex
-			cm.DBSizeBytes = st.DbSize
-		}
-		for _, a := range snapshot.AlarmTypes {
-			if m.Alarms[a] {
-				cm.Alarms = append(cm.Alarms, a)
-			}
-		}
-		for _, p := range m.Probes {
-			if p.Kind != snapshot.ProbeReadLinearizable {
-				continue
-			}
-			if p.Err != nil {
-				cm.ProbeError = p.Err.Error()
-			} else {
-				ms := float64(p.Duration) / float64(time.Millisecond)
-				cm.LinearizableMs = &ms
-			}
-		}
-		rep.Members = append(rep.Members, cm)
+		rep.Members = append(rep.Members, clusterapi.MemberOf(m))
 	}
 	return rep
 }
@@ -262,26 +209,31 @@ func writeCheckTable(w io.Writer, rep checkReport) {
 			if name == "" {
 				name = "-"
 			}
-			if m.Learner {
+			if m.IsLearner {
 				name += " (learner)"
 			}
-			up, leader, term, index, db, probe := "no", "-", "-", "-", "-", "-"
-			if m.Up {
+			leader, term, index, db, probe := "-", "-", "-", "-", "-"
+			up := "no"
+			if st := m.Status; st != nil {
 				up = "yes"
-				if m.Leader != "" {
-					leader = m.Leader
+				if st.LeaderID != "" {
+					leader = st.LeaderID
 				}
-				if m.IsLeader {
+				if st.IsLeader {
 					leader += " (self)"
 				}
-				term = fmt.Sprint(m.RaftTerm)
-				index = fmt.Sprint(m.RaftIndex)
-				db = humanBytes(m.DBSizeBytes)
+				term = fmt.Sprint(st.RaftTerm)
+				index = fmt.Sprint(st.RaftIndex)
+				db = humanBytes(st.DBSizeBytes)
 			}
-			if m.LinearizableMs != nil {
-				probe = fmt.Sprintf("%.1fms", *m.LinearizableMs)
-			} else if m.ProbeError != "" {
+			for _, p := range m.Probes {
+				if p.Kind != snapshot.ProbeReadLinearizable {
+					continue
+				}
 				probe = "failed"
+				if p.DurationSeconds != nil {
+					probe = fmt.Sprintf("%.1fms", *p.DurationSeconds*1000)
+				}
 			}
 			alarms := "-"
 			if len(m.Alarms) > 0 {
@@ -292,7 +244,7 @@ func writeCheckTable(w io.Writer, rep checkReport) {
 				endpoint = "-"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-				name, m.ID, endpoint, up, leader, term, index, db, alarms, probe)
+				name, m.ID, plainText(endpoint), up, leader, term, index, db, alarms, probe)
 		}
 		tw.Flush()
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
 // runCheckUntil runs check until it exits with want (an election after a member stops takes a
@@ -72,10 +73,15 @@ func TestCheckExitCodes(t *testing.T) {
 		}
 		leaders := 0
 		for _, m := range rep.Members {
-			if !m.Up || m.LinearizableMs == nil || m.RaftIndex == 0 || m.DBSizeBytes == 0 {
-				t.Errorf("member %+v: want up with status and probe", m)
+			read := false
+			for _, p := range m.Probes {
+				read = read || (p.Kind == snapshot.ProbeReadLinearizable && p.Success && p.DurationSeconds != nil)
 			}
-			if m.IsLeader {
+			if !m.Up || m.Status == nil || !read || m.Status.RaftIndex == 0 || m.Status.DBSizeBytes == 0 {
+				t.Errorf("member %+v: want up with status and probe", m)
+				continue
+			}
+			if m.Status.IsLeader {
 				leaders++
 			}
 		}
