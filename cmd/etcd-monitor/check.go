@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/dustin/go-humanize"
 
 	"github.com/etcd-monitor/etcd-monitor/clusterapi"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
@@ -224,7 +225,7 @@ func writeCheckTable(w io.Writer, rep checkReport) {
 				}
 				term = fmt.Sprint(st.RaftTerm)
 				index = fmt.Sprint(st.RaftIndex)
-				db = humanBytes(st.DBSizeBytes)
+				db = humanize.IBytes(uint64(max(st.DBSizeBytes, 0)))
 			}
 			for _, p := range m.Probes {
 				if p.Kind != snapshot.ProbeReadLinearizable {
@@ -248,17 +249,4 @@ func writeCheckTable(w io.Writer, rep checkReport) {
 		}
 		tw.Flush()
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -112,6 +112,11 @@ func TestCheckExitCodes(t *testing.T) {
 		if !strings.HasPrefix(status.rest, "NAME ") {
 			t.Errorf("the table does not follow the status line:\n%s", text)
 		}
+		// DB sizes as go-humanize writes binary units ("20 KiB"; sizes may grow between two runs,
+		// so the format is checked, not the figure).
+		if rows := dbSizePattern.FindAllString(status.rest, -1); len(rows) != 3 {
+			t.Errorf("%d DB sizes in go-humanize's form, want 3:\n%s", len(rows), status.rest)
+		}
 	})
 
 	t.Run("one member down", func(t *testing.T) {
@@ -196,6 +201,8 @@ func TestCheckUsageErrorsExitThree(t *testing.T) {
 		})
 	}
 }
+
+var dbSizePattern = regexp.MustCompile(`  [0-9]+(?:\.[0-9])? (?:B|KiB|MiB|GiB|TiB)  `)
 
 // statusLine is the first line of check's text output, split as Nagios and Icinga split it.
 type statusLine struct {
