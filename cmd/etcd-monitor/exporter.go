@@ -133,7 +133,7 @@ func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.
 		versioncollector.NewCollector("etcd_monitor"),
 	)
 	mux := http.NewServeMux()
-	mux.Handle(c.metricsPath, limitInFlight(c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}), c.maxRequests))
+	mux.Handle(c.metricsPath, c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}))
 	api := clusterapi.New(clusterapi.Options{
 		Snapshots: snapshot.NewShared(c.taker.Take, clusterapi.Needs),
 		Timeout:   c.timeout,
@@ -153,5 +153,5 @@ func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.
 		return nil, nil, err
 	}
 	mux.Handle("/", withPagePolicy(landing))
-	return securityHeaders(mux), api, nil
+	return securityHeaders(limitScrapes(mux, c.metricsPath, c.maxRequests)), api, nil
 }

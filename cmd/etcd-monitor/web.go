@@ -125,18 +125,23 @@ func (p *pageRecorder) Header() http.Header         { return p.header }
 func (p *pageRecorder) Write(b []byte) (int, error) { return p.body.Write(b) }
 func (p *pageRecorder) WriteHeader(int)             {}
 
-// limitInFlight answers 503 at once when max requests are already being served (0: no limit),
-// like node_exporter's --web.max-requests: a burst of scrapes must not pile up etcd calls.
-func limitInFlight(h http.Handler, max int) http.Handler {
+// limitScrapes answers a request for metricsPath with 503 at once when max of them are already
+// being served (0: no limit), like node_exporter's --web.max-requests: a burst of scrapes must not
+// pile up etcd calls. Other paths are not limited.
+func limitScrapes(mux *http.ServeMux, metricsPath string, max int) http.Handler {
 	if max <= 0 {
-		return h
+		return mux
 	}
 	sem := make(chan struct{}, max)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != metricsPath {
+			mux.ServeHTTP(w, r)
+			return
+		}
 		select {
 		case sem <- struct{}{}:
 			defer func() { <-sem }()
-			h.ServeHTTP(w, r)
+			mux.ServeHTTP(w, r)
 		default:
 			http.Error(w, fmt.Sprintf("%d scrapes already in flight (--web.max-requests); try again later", max), http.StatusServiceUnavailable)
 		}
