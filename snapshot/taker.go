@@ -34,6 +34,8 @@ type Taker struct {
 
 	mu      sync.Mutex
 	clients map[string]*clientv3.Client // by endpoint URL
+	// creating holds, per endpoint, a channel closed when the creation under way ends.
+	creating map[string]chan struct{}
 	// preferred is the endpoint that last answered MemberList; asking it first keeps a hung
 	// endpoint early in the configured list from costing every scrape part of its deadline.
 	preferred string
@@ -65,6 +67,7 @@ func NewTaker(conn etcdconn.Config, opts ...Option) (*Taker, error) {
 		logger:   slog.New(slog.DiscardHandler),
 		probeKey: DefaultProbeKey,
 		clients:  map[string]*clientv3.Client{},
+		creating: map[string]chan struct{}{},
 	}
 	for _, o := range opts {
 		o(t)
@@ -87,18 +90,42 @@ var errClosed = errors.New("snapshot taker closed")
 
 // client returns the kept client for one endpoint, creating it when needed. Creation only blocks
 // when auth is enabled (clientv3 fetches a token), and then no longer than the deadline of ctx.
+// Concurrent callers for one endpoint wait for a single creation, so that a member's Status and
+// probes share one connection from the first snapshot on.
 func (t *Taker) client(ctx context.Context, endpoint string) (*clientv3.Client, error) {
-	t.mu.Lock()
-	if t.closed {
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, errClosed
+		}
+		if c, ok := t.clients[endpoint]; ok {
+			t.mu.Unlock()
+			return c, nil
+		}
+		wait, busy := t.creating[endpoint]
+		if !busy {
+			done := make(chan struct{})
+			t.creating[endpoint] = done
+			t.mu.Unlock()
+			c, err := t.create(ctx, endpoint)
+			t.mu.Lock()
+			delete(t.creating, endpoint)
+			close(done)
+			t.mu.Unlock()
+			return c, err
+		}
 		t.mu.Unlock()
-		return nil, errClosed
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	if c, ok := t.clients[endpoint]; ok {
-		t.mu.Unlock()
-		return c, nil
-	}
-	t.mu.Unlock()
+}
 
+// create dials a client for endpoint and keeps it; the caller holds the endpoint's creation slot.
+func (t *Taker) create(ctx context.Context, endpoint string) (*clientv3.Client, error) {
 	dialTimeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		dialTimeout = max(time.Until(dl), time.Millisecond)
@@ -112,10 +139,6 @@ func (t *Taker) client(ctx context.Context, endpoint string) (*clientv3.Client, 
 	if t.closed {
 		_ = c.Close()
 		return nil, errClosed
-	}
-	if existing, ok := t.clients[endpoint]; ok { // lost a race with a concurrent snapshot
-		_ = c.Close()
-		return existing, nil
 	}
 	t.clients[endpoint] = c
 	return c, nil
@@ -332,12 +355,17 @@ func reachable(ctx context.Context, c *clientv3.Client) error {
 func (t *Taker) status(ctx context.Context, m *Member) {
 	start := time.Now()
 	c, err := t.client(ctx, m.Endpoint)
-	var resp *clientv3.StatusResponse
+	var resp *pb.StatusResponse
 	if err == nil {
 		err = reachable(ctx, c)
 	}
 	if err == nil {
-		resp, err = c.Status(ctx, m.Endpoint)
+		// clientv3's Maintenance.Status dials a new connection (TCP, and TLS when used) on every
+		// call; the kept connection answers the same RPC.
+		resp, err = pb.NewMaintenanceClient(c.ActiveConnection()).Status(ctx, &pb.StatusRequest{})
+		if err != nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
 	}
 	m.StatusDuration = time.Since(start)
 	if err != nil {
@@ -345,7 +373,7 @@ func (t *Taker) status(ctx context.Context, m *Member) {
 		t.logger.Debug("status failed", "member", m.Name, "endpoint", m.Endpoint, "err", err)
 		return
 	}
-	m.Status = (*pb.StatusResponse)(resp)
+	m.Status = resp
 }
 
 func (t *Taker) probe(ctx context.Context, m *Member, kind ProbeKind) Probe {
