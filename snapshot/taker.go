@@ -14,6 +14,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
@@ -130,7 +131,11 @@ func (t *Taker) create(ctx context.Context, endpoint string) (*clientv3.Client, 
 	if dl, ok := ctx.Deadline(); ok {
 		dialTimeout = max(time.Until(dl), time.Millisecond)
 	}
-	c, err := clientv3.New(t.conn.ClientConfig([]string{endpoint}, t.tlsCfg, dialTimeout))
+	cfg := t.conn.ClientConfig([]string{endpoint}, t.tlsCfg, dialTimeout)
+	// Every call, the token request clientv3.New makes when auth is on included, first checks the
+	// connection: a refused connection fails it at once instead of holding it to the deadline.
+	cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(failFast))
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", endpoint, err)
 	}
@@ -283,9 +288,6 @@ func (t *Taker) memberListFrom(ctx context.Context, endpoint string) ([]*memberL
 	if err != nil {
 		return nil, err
 	}
-	if err := reachable(ctx, c); err != nil {
-		return nil, err
-	}
 	resp, err := c.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return nil, err
@@ -329,12 +331,11 @@ func sameEndpoint(advertised, configured string) bool {
 // one that did not answer in time.
 var ErrUnreachable = errors.New("member unreachable")
 
-// reachable waits until the member's connection is ready, or fails at once when gRPC reports it
-// failing. clientv3 calls wait for a ready connection, so without this a stopped member (connection
-// refused) would hold every call to it until the deadline. A hung member keeps a ready connection and
-// is still bounded by ctx alone.
-func reachable(ctx context.Context, c *clientv3.Client) error {
-	conn := c.ActiveConnection()
+// reachable waits until the connection is ready, or fails at once when gRPC reports it failing.
+// clientv3 calls wait for a ready connection, so without this a stopped member (connection
+// refused) would hold every call to it until the deadline. A hung member keeps a ready connection
+// and is still bounded by ctx alone.
+func reachable(ctx context.Context, conn *grpc.ClientConn) error {
 	for {
 		switch st := conn.GetState(); st {
 		case connectivity.Ready:
@@ -352,13 +353,19 @@ func reachable(ctx context.Context, c *clientv3.Client) error {
 	}
 }
 
+// failFast is a gRPC interceptor that makes each call check reachable first. Its error is not a
+// gRPC status, so clientv3's retry interceptor (outside it) does not retry it.
+func failFast(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if err := reachable(ctx, cc); err != nil {
+		return err
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
 func (t *Taker) status(ctx context.Context, m *Member) {
 	start := time.Now()
 	c, err := t.client(ctx, m.Endpoint)
 	var resp *pb.StatusResponse
-	if err == nil {
-		err = reachable(ctx, c)
-	}
 	if err == nil {
 		// clientv3's Maintenance.Status dials a new connection (TCP, and TLS when used) on every
 		// call; the kept connection answers the same RPC.
@@ -380,10 +387,6 @@ func (t *Taker) probe(ctx context.Context, m *Member, kind ProbeKind) Probe {
 	p := Probe{Kind: kind}
 	c, err := t.client(ctx, m.Endpoint)
 	if err != nil {
-		p.Err = err
-		return p
-	}
-	if err := reachable(ctx, c); err != nil {
 		p.Err = err
 		return p
 	}
