@@ -89,11 +89,25 @@ func (t *Taker) Close() {
 
 var errClosed = errors.New("snapshot taker closed")
 
+// ErrPlaintextURL marks an address that is not used because it would carry the password, token
+// and every answer unencrypted although TLS is configured. clientv3 drops TLS for http:// and
+// unix:// endpoints whatever its TLS configuration, and members may advertise such URLs.
+var ErrPlaintextURL = errors.New("TLS is configured and credentials would be sent in clear")
+
+// plaintext reports whether clientv3 would connect to endpoint without TLS. An endpoint without a
+// scheme uses TLS when TLS is configured.
+func plaintext(endpoint string) bool {
+	return strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "unix:")
+}
+
 // client returns the kept client for one endpoint, creating it when needed. Creation only blocks
 // when auth is enabled (clientv3 fetches a token), and then no longer than the deadline of ctx.
 // Concurrent callers for one endpoint wait for a single creation, so that a member's Status and
 // probes share one connection from the first snapshot on.
 func (t *Taker) client(ctx context.Context, endpoint string) (*clientv3.Client, error) {
+	if t.tlsCfg != nil && plaintext(endpoint) {
+		return nil, fmt.Errorf("refusing %s: %w", endpoint, ErrPlaintextURL)
+	}
 	for {
 		t.mu.Lock()
 		if t.closed {
