@@ -50,6 +50,7 @@ func TestAuthStoppedMemberBeforeFirstSnapshotIsUnreachable(t *testing.T) {
 	if s.MemberListErr != nil {
 		t.Fatalf("member list: %v", s.MemberListErr)
 	}
+	logMembers(t, s)
 	for _, m := range s.Members {
 		if m.Name != stopped.Name {
 			if !m.Up() {

@@ -45,3 +45,11 @@ func byName(s *Snapshot) map[string]*Member {
 
 // listenHost is where a member really listens (its first listen client URL).
 func listenHost(cfg *embed.Config) string { return cfg.ListenClientUrls[0].Host }
+
+// logMembers shows each member's state, for reading a failed test.
+func logMembers(t *testing.T, s *Snapshot) {
+	t.Helper()
+	for _, m := range s.Members {
+		t.Logf("%s (%s) on %q: up=%v err=%v", m.Name, IDString(m.ID), m.Endpoint, m.Up(), m.StatusErr)
+	}
+}

@@ -37,6 +37,10 @@ type Taker struct {
 	clients map[string]*clientv3.Client // by endpoint URL
 	// creating holds, per endpoint, a channel closed when the creation under way ends.
 	creating map[string]chan struct{}
+	// memberOf is the member that last answered on an address (by the ID in its answer's header);
+	// reachedBy is the address each member last answered on.
+	memberOf  map[string]uint64
+	reachedBy map[uint64]string
 	// preferred is the endpoint that last answered MemberList; asking it first keeps a hung
 	// endpoint early in the configured list from costing every scrape part of its deadline.
 	preferred string
@@ -63,12 +67,14 @@ func NewTaker(conn etcdconn.Config, opts ...Option) (*Taker, error) {
 		return nil, err
 	}
 	t := &Taker{
-		conn:     conn,
-		tlsCfg:   tlsCfg,
-		logger:   slog.New(slog.DiscardHandler),
-		probeKey: DefaultProbeKey,
-		clients:  map[string]*clientv3.Client{},
-		creating: map[string]chan struct{}{},
+		conn:      conn,
+		tlsCfg:    tlsCfg,
+		logger:    slog.New(slog.DiscardHandler),
+		probeKey:  DefaultProbeKey,
+		clients:   map[string]*clientv3.Client{},
+		creating:  map[string]chan struct{}{},
+		memberOf:  map[string]uint64{},
+		reachedBy: map[uint64]string{},
 	}
 	for _, o := range opts {
 		o(t)
@@ -163,8 +169,9 @@ func (t *Taker) create(ctx context.Context, endpoint string) (*clientv3.Client, 
 	return c, nil
 }
 
-// forget closes clients to endpoints that are neither configured nor a current member's.
-func (t *Taker) forget(keep map[string]bool) {
+// forget closes clients to addresses that are neither configured nor a current member's, and
+// drops what was learned about departed members and addresses.
+func (t *Taker) forget(keep map[string]bool, members []*Member) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for ep, c := range t.clients {
@@ -172,6 +179,20 @@ func (t *Taker) forget(keep map[string]bool) {
 			t.logger.Debug("closing client of departed member", "endpoint", ep)
 			_ = c.Close()
 			delete(t.clients, ep)
+		}
+	}
+	for addr := range t.memberOf {
+		if !keep[addr] {
+			delete(t.memberOf, addr)
+		}
+	}
+	current := map[uint64]bool{}
+	for _, m := range members {
+		current[m.ID] = true
+	}
+	for id := range t.reachedBy {
+		if !current[id] {
+			delete(t.reachedBy, id)
 		}
 	}
 }
@@ -187,50 +208,45 @@ func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 		t.logger.Debug("member list failed on every endpoint", "err", err)
 		return s
 	}
+	for _, pm := range members {
+		s.Members = append(s.Members, &Member{
+			ID: pm.ID, Name: pm.Name, ClientURLs: pm.ClientURLs, PeerURLs: pm.PeerURLs, IsLearner: pm.IsLearner,
+			Alarms: map[string]bool{},
+		})
+	}
 	keep := map[string]bool{}
 	for _, ep := range t.conn.Endpoints {
 		keep[ep] = true
 	}
-	for _, pm := range members {
-		m := &Member{
-			ID: pm.ID, Name: pm.Name, ClientURLs: pm.ClientURLs, PeerURLs: pm.PeerURLs, IsLearner: pm.IsLearner,
-			Alarms: map[string]bool{},
+	claimed := t.claimedEndpoints(s.Members)
+	for _, m := range s.Members {
+		m.candidates = t.candidates(m, claimed)
+		for _, a := range m.candidates {
+			keep[a] = true
 		}
-		m.Endpoint = t.endpointFor(pm.ClientURLs)
-		if m.Endpoint != "" {
-			keep[m.Endpoint] = true
+		if len(m.candidates) > 0 {
+			m.Endpoint = m.candidates[0]
 		}
-		s.Members = append(s.Members, m)
 	}
-	t.forget(keep)
+	t.forget(keep, s.Members)
 
 	var wg sync.WaitGroup
 	var phaseMu sync.Mutex // guards the phase durations written by the goroutines
 	phaseStart := time.Now()
+	phaseDone := func(d *time.Duration) func() {
+		return func() {
+			phaseMu.Lock()
+			*d = max(*d, time.Since(phaseStart))
+			phaseMu.Unlock()
+		}
+	}
 	for _, m := range s.Members {
-		if m.Endpoint == "" {
+		if len(m.candidates) == 0 {
 			m.StatusErr = errors.New("member has not started: it has no client URL yet")
 			continue
 		}
-		if needs.Status {
-			wg.Go(func() {
-				t.status(ctx, m)
-				phaseMu.Lock()
-				s.StatusDuration = max(s.StatusDuration, time.Since(phaseStart))
-				phaseMu.Unlock()
-			})
-		}
-		if needs.Probes {
-			kinds := m.ProbeKinds()
-			m.Probes = make([]Probe, len(kinds))
-			for i, kind := range kinds {
-				wg.Go(func() {
-					m.Probes[i] = t.probe(ctx, m, kind)
-					phaseMu.Lock()
-					s.ProbeDuration = max(s.ProbeDuration, time.Since(phaseStart))
-					phaseMu.Unlock()
-				})
-			}
+		if needs.Status || needs.Probes {
+			wg.Go(func() { t.ask(ctx, m, needs, phaseDone(&s.StatusDuration), phaseDone(&s.ProbeDuration)) })
 		}
 	}
 	wg.Wait()
@@ -306,27 +322,14 @@ func (t *Taker) memberListFrom(ctx context.Context, endpoint string) ([]*memberL
 	if err != nil {
 		return nil, err
 	}
+	// The header says which member this endpoint is, which matters when it is not an address that
+	// member advertises (a port-forward, a NAT).
+	t.learn(endpoint, resp.Header.GetMemberId())
 	out := make([]*memberListEntry, 0, len(resp.Members))
 	for _, m := range resp.Members {
 		out = append(out, &memberListEntry{ID: m.ID, Name: m.Name, ClientURLs: m.ClientURLs, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner})
 	}
 	return out, nil
-}
-
-// endpointFor picks the client URL to reach a member by: one the user configured when the member
-// advertises it, so that the user's choice of address (and its certificate name) is honoured.
-func (t *Taker) endpointFor(clientURLs []string) string {
-	for _, u := range clientURLs {
-		for _, ep := range t.conn.Endpoints {
-			if sameEndpoint(u, ep) {
-				return ep
-			}
-		}
-	}
-	if len(clientURLs) == 0 {
-		return ""
-	}
-	return clientURLs[0]
 }
 
 // sameEndpoint compares a member's advertised URL with a configured endpoint, which may lack a scheme.
@@ -376,30 +379,82 @@ func failFast(ctx context.Context, method string, req, reply any, cc *grpc.Clien
 	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
-func (t *Taker) status(ctx context.Context, m *Member) {
-	start := time.Now()
-	c, err := t.client(ctx, m.Endpoint)
-	var resp *pb.StatusResponse
-	if err == nil {
-		// clientv3's Maintenance.Status dials a new connection (TCP, and TLS when used) on every
-		// call; the kept connection answers the same RPC.
-		resp, err = pb.NewMaintenanceClient(c.ActiveConnection()).Status(ctx, &pb.StatusRequest{})
-		if err != nil && ctx.Err() != nil {
-			err = ctx.Err()
-		}
+// ask finds m on one of its addresses by asking Status there, then makes the probes on the
+// connection known to reach it. When m's address is known from the last snapshot the probes start
+// at once beside Status and are kept only if Status confirms the member there; otherwise they run
+// once the member is found, so that no probe answered by another member counts for m.
+func (t *Taker) ask(ctx context.Context, m *Member, needs Needs, statusDone, probesDone func()) {
+	known := t.knownAddress(m)
+	earlyCtx, cancelEarly := context.WithCancel(ctx)
+	defer cancelEarly()
+	var early []Probe
+	var earlyWG sync.WaitGroup
+	if needs.Probes && known != "" {
+		early = t.probes(earlyCtx, m, known, &earlyWG)
 	}
+	start := time.Now()
+	addr, resp, err := t.resolve(ctx, m)
 	m.StatusDuration = time.Since(start)
+	m.Endpoint = addr
 	if err != nil {
 		m.StatusErr = err
-		t.logger.Debug("status failed", "member", m.Name, "endpoint", m.Endpoint, "err", err)
+		t.logger.Debug("status failed", "member", m.Name, "endpoint", addr, "err", err)
+	} else {
+		m.Status = resp
+	}
+	statusDone()
+	if !needs.Probes {
 		return
 	}
-	m.Status = resp
+	if err != nil || addr != known {
+		cancelEarly()
+	}
+	earlyWG.Wait()
+	switch {
+	case err != nil:
+		// The member was not reached: a probe's answer would not be known to be its.
+		m.Probes = make([]Probe, 0, len(m.ProbeKinds()))
+		for _, kind := range m.ProbeKinds() {
+			m.Probes = append(m.Probes, Probe{Kind: kind, Err: err})
+		}
+	case addr == known:
+		m.Probes = early
+	default:
+		var wg sync.WaitGroup
+		m.Probes = t.probes(ctx, m, addr, &wg)
+		wg.Wait()
+	}
+	probesDone()
 }
 
-func (t *Taker) probe(ctx context.Context, m *Member, kind ProbeKind) Probe {
+// statusAt asks Status of whatever member answers on addr.
+func (t *Taker) statusAt(ctx context.Context, addr string) (*pb.StatusResponse, error) {
+	c, err := t.client(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	// clientv3's Maintenance.Status dials a new connection (TCP, and TLS when used) on every call;
+	// the kept connection answers the same RPC.
+	resp, err := pb.NewMaintenanceClient(c.ActiveConnection()).Status(ctx, &pb.StatusRequest{})
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return resp, err
+}
+
+// probes starts every probe that applies to m against addr; the results are in place once wg is done.
+func (t *Taker) probes(ctx context.Context, m *Member, addr string, wg *sync.WaitGroup) []Probe {
+	kinds := m.ProbeKinds()
+	out := make([]Probe, len(kinds))
+	for i, kind := range kinds {
+		wg.Go(func() { out[i] = t.probe(ctx, m, addr, kind) })
+	}
+	return out
+}
+
+func (t *Taker) probe(ctx context.Context, m *Member, addr string, kind ProbeKind) Probe {
 	p := Probe{Kind: kind}
-	c, err := t.client(ctx, m.Endpoint)
+	c, err := t.client(ctx, addr)
 	if err != nil {
 		p.Err = err
 		return p
@@ -409,11 +464,18 @@ func (t *Taker) probe(ctx context.Context, m *Member, kind ProbeKind) Probe {
 		opts = append(opts, clientv3.WithSerializable())
 	}
 	start := time.Now()
-	_, err = c.Get(ctx, t.probeKey, append(opts, clientv3.WithCountOnly())...)
+	resp, err := c.Get(ctx, t.probeKey, append(opts, clientv3.WithCountOnly())...)
 	p.Duration = time.Since(start)
-	// A user without read permission on the probe key still gets its answer from the member after
-	// the read went through the same path, as etcdctl endpoint health also treats it.
-	if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+	switch {
+	case err == nil:
+		if id := resp.Header.GetMemberId(); id != m.ID {
+			t.learn(addr, id)
+			p.Err = &WrongMemberError{Endpoint: addr, MemberID: id}
+		}
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		// A user without read permission on the probe key still gets its answer from the member
+		// after the read went through the same path, as etcdctl endpoint health also treats it.
+	default:
 		p.Err = err
 	}
 	return p

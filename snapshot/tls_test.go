@@ -98,6 +98,7 @@ func TestTLSRefusesPlainAdvertisedURL(t *testing.T) {
 	if s.MemberListErr != nil {
 		t.Fatalf("member list: %v", s.MemberListErr)
 	}
+	logMembers(t, s)
 	ms := byName(s)
 	if m := ms["m0"]; m == nil || !m.Up() {
 		t.Fatalf("m0 (https) not up: %+v", m)
