@@ -104,7 +104,11 @@ func TestMemberReachedByLaterAdvertisedURL(t *testing.T) {
 				t.Errorf("snapshot %d: %s down: %v", i, m.Name, m.StatusErr)
 			}
 		}
-		if m := byName(s)["m1"]; m != nil && m.Endpoint != m.ClientURLs[1] {
+		m := byName(s)["m1"]
+		if m == nil || len(m.ClientURLs) != 2 || m.ClientURLs[0] != dead {
+			t.Fatalf("m1 should advertise the closed URL first: %+v", m)
+		}
+		if m.Endpoint != m.ClientURLs[1] {
 			t.Errorf("snapshot %d: m1 reached on %q, want %q", i, m.Endpoint, m.ClientURLs[1])
 		}
 	}

@@ -289,7 +289,10 @@ func (t *Taker) memberList(ctx context.Context) ([]*memberListEntry, string, err
 			t.mu.Unlock()
 			return members, ep, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+		if !strings.Contains(err.Error(), ep) {
+			err = fmt.Errorf("%s: %w", ep, err)
+		}
+		errs = append(errs, err)
 	}
 	return nil, "", fmt.Errorf("member list: %w", errors.Join(errs...))
 }

@@ -118,3 +118,18 @@ func TestTLSRefusesPlainAdvertisedURL(t *testing.T) {
 		t.Errorf("%d connections made to the plain http URL", got)
 	}
 }
+
+// A configured plain http:// endpoint is refused as well when TLS is configured: nothing is dialed.
+func TestTLSRefusesPlainConfiguredEndpoint(t *testing.T) {
+	caFile, _, _ := writeServerCert(t, t.TempDir())
+	plain := newForwarder(t)
+	tk := newTaker(t, etcdconn.Config{Endpoints: []string{plain.URL()}, CAFile: caFile})
+	s := take(t, tk)
+	want := fmt.Sprintf("member list: refusing %s: TLS is configured and credentials would be sent in clear", plain.URL())
+	if !errors.Is(s.MemberListErr, ErrPlaintextURL) || fmt.Sprint(s.MemberListErr) != want {
+		t.Errorf("member list error = %v, want %q", s.MemberListErr, want)
+	}
+	if got := plain.accepted.Load(); got != 0 {
+		t.Errorf("%d connections made to the plain http endpoint", got)
+	}
+}
