@@ -25,8 +25,10 @@ import (
 // user data; etcdctl's endpoint health reads the same key.
 const DefaultProbeKey = "health"
 
-// Taker takes snapshots of one cluster. It keeps one client per member between snapshots and
-// closes a member's client when the member leaves the cluster. It is safe for concurrent use.
+// Taker takes snapshots of one cluster. It keeps one client per address (configured endpoint or
+// advertised client URL) between snapshots, learns from the answers which member each address
+// reaches, and closes a client when no member or configured endpoint uses its address any more.
+// It is safe for concurrent use.
 type Taker struct {
 	conn     etcdconn.Config
 	tlsCfg   *tls.Config
@@ -34,7 +36,7 @@ type Taker struct {
 	probeKey string
 
 	mu      sync.Mutex
-	clients map[string]*clientv3.Client // by endpoint URL
+	clients map[string]*clientv3.Client // by address
 	// creating holds, per endpoint, a channel closed when the creation under way ends.
 	creating map[string]chan struct{}
 	// memberOf is the member that last answered on an address (by the ID in its answer's header);
