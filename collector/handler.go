@@ -3,10 +3,12 @@ package collector
 import (
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/etcd-monitor/etcd-monitor/scrapetimeout"
 )
@@ -39,7 +41,7 @@ func (e *Exporter) Handler(o HandlerOpts) http.Handler {
 		// The request's context, not one ending at the deadline: the shared snapshot answers just
 		// after its deadline, and the scrape must wait for that answer.
 		reg.MustRegister(&scrape{e: e, ctx: r.Context(), deadline: time.Now().Add(timeout)})
-		gatherers := prometheus.Gatherers{reg}
+		gatherers := concurrentGatherers{reg}
 		if o.Gatherer != nil {
 			gatherers = append(gatherers, o.Gatherer)
 		}
@@ -48,4 +50,22 @@ func (e *Exporter) Handler(o HandlerOpts) http.Handler {
 			ErrorHandling: promhttp.ContinueOnError,
 		}).ServeHTTP(w, r)
 	})
+}
+
+// concurrentGatherers gathers every gatherer at once, then merges the results as
+// prometheus.Gatherers does (which gathers one after the other): the exporter's own metrics (Go
+// runtime, /proc reads, about a millisecond) are read while the snapshot waits on etcd, not after.
+type concurrentGatherers []prometheus.Gatherer
+
+func (gs concurrentGatherers) Gather() ([]*dto.MetricFamily, error) {
+	done := make(prometheus.Gatherers, len(gs))
+	var wg sync.WaitGroup
+	for i, g := range gs {
+		wg.Go(func() {
+			mfs, err := g.Gather()
+			done[i] = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return mfs, err })
+		})
+	}
+	wg.Wait()
+	return done.Gather()
 }
