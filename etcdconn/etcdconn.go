@@ -32,7 +32,9 @@ type Config struct {
 	InsecureSkipVerify bool
 
 	Username string
-	Password string
+	// Password is used as given; PasswordFile instead is re-read when it changes (see Credentials).
+	Password     string
+	PasswordFile string
 }
 
 // ParseEndpoints splits a comma-separated endpoint list and validates each entry. Entries may be
@@ -85,15 +87,11 @@ func validateEndpoint(ep string) error {
 
 // ReadPasswordFile reads a password kept in a file, dropping the trailing newline editors add.
 func ReadPasswordFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	cr, err := Config{PasswordFile: path}.Credentials(nil)
 	if err != nil {
-		return "", fmt.Errorf("reading etcd password file: %w", err)
+		return "", err
 	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("etcd password file %s is empty", path)
-	}
-	return pw, nil
+	return cr.Password(), nil
 }
 
 // UsesTLS reports whether connections must be encrypted.
@@ -154,10 +152,16 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if (c.Username == "") != (c.Password == "") {
+	if c.Password != "" && c.PasswordFile != "" {
+		return errors.New("etcd password and password file are exclusive")
+	}
+	if (c.Username == "") != (c.Password == "" && c.PasswordFile == "") {
 		return errors.New("etcd username and password must be given together")
 	}
-	_, err := c.TLSConfig()
+	if _, err := c.TLSConfig(); err != nil {
+		return err
+	}
+	_, err := c.Credentials(nil)
 	return err
 }
 
@@ -185,11 +189,24 @@ func (c Config) ClientConfig(endpoints []string, tlsCfg *tls.Config, dialTimeout
 
 // New returns a client balancing over all of c.Endpoints, for workloads such as the benchmark.
 func New(c Config, dialTimeout time.Duration) (*clientv3.Client, error) {
-	tlsCfg, err := c.TLSConfig()
+	cr, err := c.Credentials(nil)
 	if err != nil {
 		return nil, err
 	}
-	cli, err := clientv3.New(c.ClientConfig(c.Endpoints, tlsCfg, dialTimeout))
+	var tlsCfg *tls.Config
+	if len(c.Endpoints) == 1 || c.ServerName != "" {
+		// The name to verify is known whichever endpoint is dialed. clientv3 passes each endpoint's
+		// host to gRPC as the server name, which overrides tls.Config.ServerName: only
+		// Credentials' own verification honours --etcd.tls.server-name.
+		tlsCfg = cr.TLSConfigFor(c.Endpoints[0])
+	} else if tlsCfg, err = c.TLSConfig(); err != nil {
+		// Over several endpoints, each connection is verified by crypto/tls against the host it
+		// dialed, with the files as read now.
+		return nil, err
+	}
+	cc := c.ClientConfig(c.Endpoints, tlsCfg, dialTimeout)
+	cc.Password = cr.Password()
+	cli, err := clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd: %w", err)
 	}

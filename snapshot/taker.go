@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +27,7 @@ const DefaultProbeKey = "health"
 // closes a member's client when the member leaves the cluster. It is safe for concurrent use.
 type Taker struct {
 	conn     etcdconn.Config
-	tlsCfg   *tls.Config
+	creds    *etcdconn.Credentials // re-reads TLS and password files when they change (credentials.go)
 	logger   *slog.Logger
 	probeKey string
 
@@ -49,25 +48,24 @@ func WithLogger(l *slog.Logger) Option { return func(t *Taker) { t.logger = l } 
 // WithProbeKey sets the key the probes read.
 func WithProbeKey(k string) Option { return func(t *Taker) { t.probeKey = k } }
 
-// NewTaker validates the connection settings (loading TLS files once) without contacting etcd,
+// NewTaker validates the connection settings (loading TLS and password files) without contacting etcd,
 // so that an unreachable cluster at start-up is a metric, not an error.
 func NewTaker(conn etcdconn.Config, opts ...Option) (*Taker, error) {
 	if err := conn.Validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := conn.TLSConfig()
-	if err != nil {
-		return nil, err
-	}
 	t := &Taker{
 		conn:     conn,
-		tlsCfg:   tlsCfg,
 		logger:   slog.New(slog.DiscardHandler),
 		probeKey: DefaultProbeKey,
 		clients:  map[string]*clientv3.Client{},
 	}
 	for _, o := range opts {
 		o(t)
+	}
+	var err error
+	if t.creds, err = conn.Credentials(t.logger); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -103,7 +101,7 @@ func (t *Taker) client(ctx context.Context, endpoint string) (*clientv3.Client, 
 	if dl, ok := ctx.Deadline(); ok {
 		dialTimeout = max(time.Until(dl), time.Millisecond)
 	}
-	c, err := clientv3.New(t.conn.ClientConfig([]string{endpoint}, t.tlsCfg, dialTimeout))
+	c, err := clientv3.New(t.creds.ClientConfig(endpoint, dialTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", endpoint, err)
 	}
@@ -138,6 +136,7 @@ func (t *Taker) forget(keep map[string]bool) {
 // or ctx is done. It never returns an error: what failed is recorded in the snapshot.
 func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 	s := &Snapshot{Start: time.Now(), Needs: needs}
+	t.dropStaleClients()
 	members, from, err := t.memberList(ctx)
 	s.MemberListDuration = time.Since(s.Start)
 	s.MemberListEndpoint, s.MemberListErr = from, err
