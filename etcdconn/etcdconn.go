@@ -64,23 +64,55 @@ func validateEndpoint(ep string) error {
 		if err != nil {
 			return fmt.Errorf("invalid etcd endpoint %q: %w", ep, err)
 		}
-		if u.Scheme != "http" && u.Scheme != "https" {
+		// Lower case only: url.Parse folds "HTTPS" but the checks for TLS (UsesTLS) and
+		// clientv3's own test for credentials read the text.
+		if (u.Scheme != "http" && u.Scheme != "https") || !strings.HasPrefix(ep, u.Scheme+"://") {
 			return fmt.Errorf("invalid etcd endpoint %q: scheme must be http or https", ep)
 		}
-		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		// url.Parse drops an empty query ("?") and keeps a fragment apart: look at the text too.
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || strings.ContainsAny(ep, "?#") {
 			return fmt.Errorf("invalid etcd endpoint %q: want scheme://host:port without path, query or credentials", ep)
 		}
 		hostport = u.Host
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
-		return fmt.Errorf("invalid etcd endpoint %q: want host:port: %w", ep, err)
+		// The error's text repeats the address unquoted (a newline in it would break the line).
+		reason := "malformed address"
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			reason = ae.Err
+		}
+		return fmt.Errorf("invalid etcd endpoint %q: want host:port: %s", ep, reason)
 	}
 	if host == "" {
 		return fmt.Errorf("invalid etcd endpoint %q: empty host", ep)
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+	if err := validateHost(hostport, host); err != nil {
+		return fmt.Errorf("invalid etcd endpoint %q: %w", ep, err)
+	}
+	// Atoi alone would take "+1"; the dialer would not.
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || strings.Trim(port, "0123456789") != "" {
 		return fmt.Errorf("invalid etcd endpoint %q: port must be a number from 1 to 65535", ep)
+	}
+	return nil
+}
+
+// validateHost takes what a resolver or dialer takes: letters, digits, '.', '-' and '_' (an
+// internationalised name goes in its ASCII form), and an IPv6 address, with an optional zone, in
+// brackets. A typo is then a start-up error rather than a member down at every scrape.
+func validateHost(hostport, host string) error {
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
+			return errors.New("host must be an IP address or an ASCII DNS name")
+		}
+	}
+	if strings.HasPrefix(hostport, "[") {
+		addr, _, _ := strings.Cut(host, "%") // an IPv6 zone, as in [fe80::1%eth0]
+		if ip := net.ParseIP(addr); ip == nil || ip.To4() != nil {
+			return errors.New("only an IPv6 address goes in brackets")
+		}
+	} else if strings.Contains(host, "%") {
+		return errors.New("a zone (%) needs a bracketed IPv6 address")
 	}
 	return nil
 }
