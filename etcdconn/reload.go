@@ -25,7 +25,8 @@ import (
 //
 // The certificate and CA are read at every TLS handshake, so a new connection always uses what is
 // on disk; kept connections go on with what they were opened with, as etcd itself allows. clientv3
-// keeps the password per client, so a changed password needs new clients: see Password.
+// keeps the password per client, so a changed password needs new clients: their owner compares
+// Password with the one a client was built with (snapshot.Taker does at every snapshot).
 type Credentials struct {
 	conf   Config
 	logger *slog.Logger
@@ -34,7 +35,8 @@ type Credentials struct {
 	pw     *fileValue[string]           // nil without a password file
 }
 
-// Credentials loads every file once: a bad file is an error here, as at start-up.
+// Credentials reads every file now: a bad file is an error here, since there is no last good
+// value yet to keep.
 func (c Config) Credentials(logger *slog.Logger) (*Credentials, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
