@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +30,7 @@ const DefaultProbeKey = "health"
 // It is safe for concurrent use.
 type Taker struct {
 	conn     etcdconn.Config
-	tlsCfg   *tls.Config
+	creds    *etcdconn.Credentials // re-reads TLS and password files when they change (credentials.go)
 	logger   *slog.Logger
 	probeKey string
 
@@ -58,19 +57,14 @@ func WithLogger(l *slog.Logger) Option { return func(t *Taker) { t.logger = l } 
 // WithProbeKey sets the key the probes read.
 func WithProbeKey(k string) Option { return func(t *Taker) { t.probeKey = k } }
 
-// NewTaker validates the connection settings (loading TLS files once) without contacting etcd,
+// NewTaker validates the connection settings (loading TLS and password files) without contacting etcd,
 // so that an unreachable cluster at start-up is a metric, not an error.
 func NewTaker(conn etcdconn.Config, opts ...Option) (*Taker, error) {
 	if err := conn.Validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := conn.TLSConfig()
-	if err != nil {
-		return nil, err
-	}
 	t := &Taker{
 		conn:      conn,
-		tlsCfg:    tlsCfg,
 		logger:    slog.New(slog.DiscardHandler),
 		probeKey:  DefaultProbeKey,
 		clients:   map[string]*clientv3.Client{},
@@ -80,6 +74,10 @@ func NewTaker(conn etcdconn.Config, opts ...Option) (*Taker, error) {
 	}
 	for _, o := range opts {
 		o(t)
+	}
+	var err error
+	if t.creds, err = conn.Credentials(t.logger); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -113,7 +111,7 @@ func plaintext(endpoint string) bool {
 // Concurrent callers for one endpoint wait for a single creation, so that a member's Status and
 // probes share one connection from the first snapshot on.
 func (t *Taker) client(ctx context.Context, endpoint string) (*clientv3.Client, error) {
-	if t.tlsCfg != nil && plaintext(endpoint) {
+	if t.conn.UsesTLS() && plaintext(endpoint) {
 		return nil, fmt.Errorf("refusing %s: %w", endpoint, ErrPlaintextURL)
 	}
 	for {
@@ -153,7 +151,7 @@ func (t *Taker) create(ctx context.Context, endpoint string) (*clientv3.Client, 
 	if dl, ok := ctx.Deadline(); ok {
 		dialTimeout = max(time.Until(dl), time.Millisecond)
 	}
-	cfg := t.conn.ClientConfig([]string{endpoint}, t.tlsCfg, dialTimeout)
+	cfg := t.creds.ClientConfig(endpoint, dialTimeout)
 	// Every call, the token request clientv3.New makes when auth is on included, first checks the
 	// connection: a refused connection fails it at once instead of holding it to the deadline.
 	cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(failFast))
@@ -203,6 +201,7 @@ func (t *Taker) forget(keep map[string]bool, members []*Member) {
 // or ctx is done. It never returns an error: what failed is recorded in the snapshot.
 func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 	s := &Snapshot{Start: time.Now(), Needs: needs}
+	t.dropStaleClients()
 	members, from, err := t.memberList(ctx)
 	s.MemberListDuration = time.Since(s.Start)
 	s.MemberListEndpoint, s.MemberListErr = from, err
