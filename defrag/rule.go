@@ -3,7 +3,6 @@
 package defrag
 
 import (
-	"errors"
 	"fmt"
 	"math"
 )
@@ -37,22 +36,19 @@ var DefaultRule = Rule{
 	QuotaMinFreeBytes: 100 * MiB,
 }
 
-// Validate reports a threshold no member could ever meet, or that makes no sense.
+// Validate reports the first threshold that makes no sense, in one line.
 func (r Rule) Validate() error {
-	var errs []error
-	if math.IsNaN(r.MinFreeRatio) || r.MinFreeRatio < 0 || r.MinFreeRatio > 1 {
-		errs = append(errs, fmt.Errorf("--rule.min-free-ratio must be from 0 to 1, got %v", r.MinFreeRatio))
+	switch {
+	case math.IsNaN(r.MinFreeRatio) || r.MinFreeRatio < 0 || r.MinFreeRatio > 1:
+		return fmt.Errorf("--rule.min-free-ratio must be from 0 to 1, got %v", r.MinFreeRatio)
+	case math.IsNaN(r.QuotaRatio) || r.QuotaRatio <= 0 || r.QuotaRatio > 1:
+		return fmt.Errorf("--rule.quota-ratio must be above 0 and at most 1, got %v", r.QuotaRatio)
+	case r.MinFreeBytes < 0:
+		return fmt.Errorf("--rule.min-free-bytes must not be negative, got %d", r.MinFreeBytes)
+	case r.QuotaMinFreeBytes < 0:
+		return fmt.Errorf("--rule.quota-min-free-bytes must not be negative, got %d", r.QuotaMinFreeBytes)
 	}
-	if math.IsNaN(r.QuotaRatio) || r.QuotaRatio <= 0 || r.QuotaRatio > 1 {
-		errs = append(errs, fmt.Errorf("--rule.quota-ratio must be above 0 and at most 1, got %v", r.QuotaRatio))
-	}
-	if r.MinFreeBytes < 0 {
-		errs = append(errs, fmt.Errorf("--rule.min-free-bytes must not be negative, got %d", r.MinFreeBytes))
-	}
-	if r.QuotaMinFreeBytes < 0 {
-		errs = append(errs, fmt.Errorf("--rule.quota-min-free-bytes must not be negative, got %d", r.QuotaMinFreeBytes))
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // Sizes are what a member reports about its backend.

@@ -53,19 +53,20 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports bad flag values in one line each.
+// Validate reports the first bad flag value, in one line.
 func (c Config) Validate() error {
-	errs := []error{c.Rule.Validate()}
-	if c.QuotaBytes < 0 {
-		errs = append(errs, fmt.Errorf("--quota-bytes must not be negative, got %d", c.QuotaBytes))
+	if err := c.Rule.Validate(); err != nil {
+		return err
 	}
-	if c.MemberTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("--member-timeout must be positive, got %s", c.MemberTimeout))
+	switch {
+	case c.QuotaBytes < 0:
+		return fmt.Errorf("--quota-bytes must not be negative, got %d", c.QuotaBytes)
+	case c.MemberTimeout <= 0:
+		return fmt.Errorf("--member-timeout must be positive, got %s", c.MemberTimeout)
+	case c.DefragTimeout <= 0:
+		return fmt.Errorf("--defrag-timeout must be positive, got %s", c.DefragTimeout)
 	}
-	if c.DefragTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("--defrag-timeout must be positive, got %s", c.DefragTimeout))
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // Hooks are called around each Defragment call; tests use them to see which members were being
