@@ -102,6 +102,16 @@ func plan(s *snapshot.Snapshot, rule Rule, quotaBytes int64) []*MemberResult {
 	for i, r := range todo {
 		r.Order = i + 1
 	}
+	// Rows in the order they are (or would be) defragmented, then the others by name.
+	slices.SortStableFunc(out, func(a, b *MemberResult) int {
+		if (a.Order == 0) != (b.Order == 0) {
+			if a.Order == 0 {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(cmp.Compare(a.Order, b.Order), cmp.Compare(a.Name, b.Name))
+	})
 	return out
 }
 
