@@ -28,10 +28,13 @@ func Push(ctx context.Context, url, cluster string, rep *Report, now time.Time) 
 	if err := reg.Register(reportCollector{rep: rep, now: now}); err != nil {
 		return fmt.Errorf("building the Pushgateway metrics: %w", err)
 	}
+	// A transport of its own, closed after the push: a one-shot command keeps no idle connection.
+	hc := &http.Client{Timeout: pushTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	defer hc.CloseIdleConnections()
 	err := push.New(url, PushJob).
 		Grouping("cluster", cluster).
 		Gatherer(reg).
-		Client(&http.Client{Timeout: pushTimeout}).
+		Client(hc).
 		AddContext(ctx)
 	if err != nil {
 		return fmt.Errorf("pushing results to the Pushgateway at %s: %w", url, err)
