@@ -1,10 +1,7 @@
 package defrag
 
 import (
-	"bytes"
 	"fmt"
-	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,53 +10,15 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
-	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
+	"github.com/etcd-monitor/etcd-monitor/internal/pushgatewaytest"
 )
-
-func startPushgateway(t *testing.T) string {
-	t.Helper()
-	bin := toolbin.Path(t, "pushgateway", "PUSHGATEWAY_BIN")
-	addr := fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t))
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--web.listen-address="+addr, "--log.level=error")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting the Pushgateway: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	url := "http://" + addr
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	for attempt := 0; attempt < 150; attempt++ {
-		if resp, err := client.Get(url + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("the Pushgateway at %s did not become ready; logs:\n%s", url, logs.String())
-	return ""
-}
 
 // scrapeDefrag returns the Pushgateway's etcd_defrag_* series by name, then by their labels other
 // than job and instance, written name="value" and comma-joined in the Pushgateway's order.
 func scrapeDefrag(t *testing.T, url string) map[string]map[string]float64 {
 	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	resp, err := client.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(pushgatewaytest.Metrics(t, url)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +55,7 @@ func scrapeDefrag(t *testing.T, url string) map[string]map[string]float64 {
 // TestPushKeepsLastSuccessAndFailure: a failed run after a successful one leaves the success's
 // timestamp in place (and the other way round), so alerts can compare them.
 func TestPushKeepsLastSuccessAndFailure(t *testing.T) {
-	pg := startPushgateway(t)
+	pg := pushgatewaytest.Start(t)
 	ctx := ctxT(t, time.Minute)
 	okRun := &Report{Success: true, DurationSeconds: 3, Members: []*MemberResult{
 		{Name: "m0", ID: "a1", State: StateDone, Before: Sizes{DBSize: 300 * MiB}, After: &Sizes{DBSize: 100 * MiB}, DurationSeconds: 1.5},
