@@ -203,3 +203,48 @@ func TestNoSpaceKeptWhileAboveThreshold(t *testing.T) {
 		t.Errorf("alarms = %v, want NOSPACE still raised", alarms.Alarms)
 	}
 }
+
+// TestLearnerSkipped: a learner is in the plan as skipped, is never defragmented and keeps its
+// fragmented file, while the voting members are defragmented.
+func TestLearnerSkipped(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	voters := c.Endpoints()
+	learner, learnerID := c.Add(t, true)
+	learner.Start(t)
+	all := append(voters, learner.ClientURL)
+	cli := newClient(t, voters...)
+	fragment(t, cli, all, 200, 32*1024)
+	before := states(t, ctxT(t, 10*time.Second), cli, all)
+
+	rec := &recorder{t: t, client: cli, eps: voters}
+	r, progress := newRunner(t, voters, testConfig())
+	r.Hooks = rec.hooks()
+	rep, err := r.Run(ctxT(t, 2*time.Minute))
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, progress)
+	}
+	if len(rec.done) != 3 {
+		t.Errorf("%d Defragment calls, want one per voting member", len(rec.done))
+	}
+	for _, iv := range rec.done {
+		if iv.member == learnerID {
+			t.Errorf("the learner was defragmented")
+		}
+	}
+	var found bool
+	for _, m := range rep.Members {
+		if m.Learner {
+			found = true
+			if m.State != StateSkipped || m.Reason != "learner" || m.Order != 0 {
+				t.Errorf("learner row: %+v", m)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("the learner is not in the report: %+v", rep.Members)
+	}
+	after := states(t, ctxT(t, 10*time.Second), cli, all)
+	if after[learner.ClientURL].dbSize < before[learner.ClientURL].dbSize {
+		t.Errorf("learner file shrank from %d to %d", before[learner.ClientURL].dbSize, after[learner.ClientURL].dbSize)
+	}
+}
