@@ -332,6 +332,9 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if progress.Len() != 0 {
 		t.Errorf("dry run printed progress: %s", progress)
 	}
+	if rep.Blocked != "" {
+		t.Errorf("dry run on a healthy cluster says a run would not start: %s", rep.Blocked)
+	}
 	order := ordered(rep.Members)
 	if len(order) != 3 || !order[2].Leader || order[0].Leader || order[1].Leader {
 		t.Errorf("plan order: %+v; want 3 members, the leader last", order)

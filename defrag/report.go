@@ -56,8 +56,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	planned := len(ordered(r.Members))
 	switch {
 	case r.DryRun:
-		_, err := fmt.Fprintf(w, "DRY RUN: %d member(s) would be defragmented, in the order shown; nothing was changed\n", planned)
-		return err
+		fmt.Fprintf(w, "DRY RUN: %d member(s) would be defragmented, in the order shown; nothing was changed\n", planned)
+		if r.Blocked != "" {
+			fmt.Fprintf(w, "A run would not start now: %s\n", r.Blocked)
+		}
+		return nil
 	case !r.Success:
 		fmt.Fprintf(w, "FAILED after %d of %d member(s), %s reclaimed: %s\n", r.Defragmented(), planned, HumanBytes(r.Reclaimed()), r.Error)
 	default:

@@ -98,6 +98,9 @@ type Report struct {
 	Start           time.Time       `json:"start"`
 	DurationSeconds float64         `json:"duration_seconds"`
 	Members         []*MemberResult `json:"members"`
+	// Blocked, in a dry run, is why a real run would not start now (it would wait for at most
+	// --member-timeout, then stop): "" when the cluster is ready.
+	Blocked string `json:"blocked,omitempty"`
 	// NoSpace says what --disarm-nospace did: "disarmed", "kept: <why>", or "" when no NOSPACE
 	// alarm was raised or the flag was not given.
 	NoSpace string `json:"nospace,omitempty"`
@@ -162,6 +165,9 @@ func (r *Runner) run(ctx context.Context, rep *Report) error {
 	}
 	rep.Members = plan(s, r.Rule, r.QuotaBytes)
 	if r.DryRun {
+		if err := r.ready(s, nil); err != nil {
+			rep.Blocked = err.Error()
+		}
 		return nil
 	}
 

@@ -31,9 +31,18 @@ func TestStopsWhenAVotingMemberIsDown(t *testing.T) {
 
 	cfg := testConfig()
 	cfg.MemberTimeout = 2 * time.Second
+	cfg.DryRun = true
 	r, _ := newRunner(t, eps, cfg)
 	r.Hooks = noDefrag(t)
 	rep, err := r.Run(ctxT(t, time.Minute))
+	if err != nil || !strings.Contains(rep.Blocked, "voting member m2") {
+		t.Errorf("dry run: error %v, blocked %q; want the plan, saying a run would not start", err, rep.Blocked)
+	}
+
+	cfg.DryRun = false
+	r, _ = newRunner(t, eps, cfg)
+	r.Hooks = noDefrag(t)
+	rep, err = r.Run(ctxT(t, time.Minute))
 	if err == nil || !strings.Contains(err.Error(), "voting member m2") || !strings.Contains(err.Error(), "is down") {
 		t.Fatalf("run error = %v, want it to name the down member", err)
 	}
@@ -246,5 +255,46 @@ func TestLearnerSkipped(t *testing.T) {
 	after := states(t, ctxT(t, 10*time.Second), cli, all)
 	if after[learner.ClientURL].dbSize < before[learner.ClientURL].dbSize {
 		t.Errorf("learner file shrank from %d to %d", before[learner.ClientURL].dbSize, after[learner.ClientURL].dbSize)
+	}
+}
+
+// TestStopsWhenAMemberDoesNotRecover: the first member goes down right after its Defragment call;
+// its after-check fails within --member-timeout and the run stops there, touching no other member.
+func TestStopsWhenAMemberDoesNotRecover(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	eps := c.Endpoints()
+	cli := newClient(t, eps...)
+	fragment(t, cli, eps, 200, 32*1024)
+
+	cfg := testConfig()
+	cfg.MemberTimeout = 3 * time.Second
+	r, progress := newRunner(t, eps, cfg)
+	var calls []uint64
+	r.Hooks = Hooks{
+		DefragStart: func(id uint64) { calls = append(calls, id) },
+		DefragEnd: func(id uint64, _ error) {
+			for _, m := range c.Members {
+				if m.Etcd() != nil && m.ID() == id {
+					m.Stop()
+				}
+			}
+		},
+	}
+	rep, err := r.Run(ctxT(t, time.Minute))
+	if err == nil || !strings.Contains(err.Error(), "after defragmenting: not ready within --member-timeout=3s") {
+		t.Fatalf("run error = %v\n%s", err, progress)
+	}
+	if len(calls) != 1 {
+		t.Errorf("%d Defragment calls, want the run to stop after the first", len(calls))
+	}
+	states := map[string]int{}
+	for _, m := range rep.Members {
+		states[m.State]++
+	}
+	if states[StateFailed] != 1 || states[StatePlanned] != 2 || rep.Success {
+		t.Errorf("member states %v, success %v; want 1 failed and 2 still planned", states, rep.Success)
+	}
+	if !strings.Contains(progress.String(), "FAILED: defragmented in") {
+		t.Errorf("progress does not report the failure:\n%s", progress)
 	}
 }
