@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"os/exec"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/etcd-monitor/etcd-monitor/defrag"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/internal/pushgatewaytest"
+	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
 )
 
 func TestDefragCommand(t *testing.T) {
@@ -98,4 +105,84 @@ func TestDefragCommandPushes(t *testing.T) {
 			t.Errorf("Pushgateway lacks %s", want)
 		}
 	}
+}
+
+// The built binary, interrupted while it waits for a down member, stops at once with exit 1,
+// prints how far it got, and still pushes the failure.
+func TestDefragBinaryStopsOnSignal(t *testing.T) {
+	bin := toolbin.Path(t, "etcd-monitor", "ETCD_MONITOR_BIN")
+	pg := pushgatewaytest.Start(t)
+	c := etcdtest.Start(t, 3)
+	eps := strings.Join(c.Endpoints(), ",")
+	c.Members[2].Stop()
+
+	var stdout bytes.Buffer
+	stderr := &lockedWriter{}
+	cmd := exec.Command(bin, "defrag", "--etcd.endpoints="+eps, "--rule.min-free-ratio=0", "--rule.min-free-bytes=0",
+		"--member-timeout=10m", "--pushgateway.url="+pg, "--cluster=sig")
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	waiting := func() bool {
+		return strings.Contains(stderr.String(), "waiting for the cluster")
+	}
+	for attempt := 0; !waiting(); attempt++ {
+		select {
+		case err := <-done:
+			exited = true
+			t.Fatalf("exited before the signal: %v\n%s", err, stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if attempt >= 600 {
+			t.Fatalf("never said it waits for the cluster:\n%s", stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	var werr error
+	select {
+	case werr = <-done:
+		exited = true
+	case <-time.After(20 * time.Second):
+		t.Fatal("still running 20 s after SIGINT")
+	}
+	var ee *exec.ExitError
+	if !errors.As(werr, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want 1", werr)
+	}
+	if out := stdout.String(); !strings.Contains(out, "FAILED after 0 of 2 member(s)") || !strings.Contains(out, "context canceled") {
+		t.Errorf("report:\n%s", out)
+	}
+	if body := pushgatewaytest.Metrics(t, pg); !strings.Contains(body, `etcd_defrag_last_failure_timestamp_seconds{cluster="sig"`) {
+		t.Errorf("the interrupted run's failure was not pushed")
+	}
+}
+
+// lockedWriter lets the test read what the child process wrote so far.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
