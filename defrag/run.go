@@ -72,6 +72,8 @@ func (c Config) Validate() error {
 // Hooks are called around each Defragment call; tests use them to see which members were being
 // defragmented when.
 type Hooks struct {
+	// Chosen is called when a member is picked as the next one, before its checks.
+	Chosen      func(memberID uint64)
 	DefragStart func(memberID uint64)
 	DefragEnd   func(memberID uint64, err error)
 }
@@ -131,6 +133,12 @@ func (r *Report) Reclaimed() int64 {
 // errFatal marks a condition waiting cannot fix (a CORRUPT alarm).
 var errFatal = errors.New("refusing to go on")
 
+// errBecameLeader says the member picked as a follower won an election before its turn came.
+var errBecameLeader = errors.New("became the leader before its turn")
+
+// maxRepicks bounds how often elections may reorder a run before it gives up.
+const maxRepicks = 10
+
 // Run plans, and unless DryRun defragments the members the rule selects. The report is returned
 // also with an error, which says why the run stopped.
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
@@ -183,6 +191,7 @@ func (r *Runner) run(ctx context.Context, rep *Report) error {
 	}()
 
 	todo := ordered(rep.Members)
+	repicks := 0
 	for step := 1; len(todo) > 0; step++ {
 		// Who leads is looked up again before each member: an election during the run must not
 		// put the new leader before a follower.
@@ -196,8 +205,19 @@ func (r *Runner) run(ctx context.Context, rep *Report) error {
 			i = 0 // only the leader is left
 		}
 		m := todo[i]
+		if r.Hooks.Chosen != nil {
+			r.Hooks.Chosen(m.id)
+		}
+		err = r.member(ctx, s, m, step, step+len(todo)-1, len(todo) == 1)
+		if errors.Is(err, errBecameLeader) && repicks < maxRepicks {
+			// Not its turn any more: pick again among the same members.
+			repicks++
+			r.Logger.Info("member became the leader before its turn; picking another", "member", m.Name)
+			step--
+			continue
+		}
 		todo = slices.Delete(todo, i, i+1)
-		if err := r.member(ctx, s, m, step, step+len(todo)); err != nil {
+		if err != nil {
 			m.State, m.Error = StateFailed, err.Error()
 			return fmt.Errorf("member %s (%s): %w", m.Name, m.ID, err)
 		}
@@ -208,8 +228,9 @@ func (r *Runner) run(ctx context.Context, rep *Report) error {
 	return nil
 }
 
-// member defragments one member between its health checks.
-func (r *Runner) member(ctx context.Context, s *snapshot.Snapshot, m *MemberResult, step, total int) error {
+// member defragments one member between its health checks. Unless it is the last, a member that
+// leads once its checks passed is not defragmented (errBecameLeader): the leader goes last.
+func (r *Runner) member(ctx context.Context, s *snapshot.Snapshot, m *MemberResult, step, total int, last bool) error {
 	if m.id == s.Cluster().Leader && r.MoveLeader && s.Cluster().VotingMembers > 1 {
 		if err := r.moveLeader(ctx, s, m); err != nil {
 			return err
@@ -218,6 +239,9 @@ func (r *Runner) member(ctx context.Context, s *snapshot.Snapshot, m *MemberResu
 	s, err := r.waitReady(ctx, m, false)
 	if err != nil {
 		return fmt.Errorf("not ready to be defragmented: %w", err)
+	}
+	if !last && s.Cluster().Leader == m.id {
+		return errBecameLeader
 	}
 	// The sizes just before, not those of the plan: the writer kept writing meanwhile.
 	if sm := findMember(s, m.id); sm != nil && sm.Status != nil {

@@ -298,3 +298,50 @@ func TestStopsWhenAMemberDoesNotRecover(t *testing.T) {
 		t.Errorf("progress does not report the failure:\n%s", progress)
 	}
 }
+
+// TestLeaderLastAfterAnElection: the member picked first wins an election before its turn (the
+// test moves leadership to it); it is not defragmented then, but last, as the leader.
+func TestLeaderLastAfterAnElection(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	eps := c.Endpoints()
+	cli := newClient(t, eps...)
+	fragment(t, cli, eps, 200, 32*1024)
+
+	rec := &recorder{t: t, client: cli, eps: eps}
+	r, progress := newRunner(t, eps, testConfig())
+	r.Hooks = rec.hooks()
+	var first uint64
+	r.Hooks.Chosen = func(id uint64) {
+		if first != 0 {
+			return
+		}
+		first = id
+		ctx := ctxT(t, 30*time.Second)
+		for _, ep := range eps { // MoveLeader is served by the leader only
+			st, err := cli.Status(ctx, ep)
+			if err != nil || st.Leader != st.Header.MemberId {
+				continue
+			}
+			lc := newClient(t, ep)
+			if _, err := lc.MoveLeader(ctx, id); err != nil {
+				t.Fatalf("moving leadership to %x: %v", id, err)
+			}
+			return
+		}
+		t.Fatal("no leader to move leadership from")
+	}
+	if _, err := r.Run(ctxT(t, 2*time.Minute)); err != nil {
+		t.Fatalf("run: %v\n%s", err, progress)
+	}
+	if len(rec.done) != 3 {
+		t.Fatalf("%d Defragment calls, want 3", len(rec.done))
+	}
+	for i, iv := range rec.done {
+		if last := i == 2; iv.wasLeader != last {
+			t.Errorf("call %d (member %x): leader %v, want the leader last and only last", i+1, iv.member, iv.wasLeader)
+		}
+	}
+	if rec.done[2].member != first {
+		t.Errorf("last defragmented %x, want %x, which became the leader", rec.done[2].member, first)
+	}
+}
