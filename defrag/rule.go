@@ -5,6 +5,8 @@ package defrag
 import (
 	"fmt"
 	"math"
+
+	"github.com/dustin/go-humanize"
 )
 
 // MiB is 2^20 bytes.
@@ -97,19 +99,11 @@ func (r Rule) Evaluate(s Sizes) (bool, string) {
 	return false, why
 }
 
-// HumanBytes renders a size in binary units, as the check command does.
+// HumanBytes renders a size in binary units, as the check command does (go-humanize), negative
+// sizes (a file that grew) included.
 func HumanBytes(n int64) string {
-	const unit = 1024
 	if n < 0 {
-		return "-" + HumanBytes(-n)
+		return "-" + humanize.IBytes(uint64(-n))
 	}
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return humanize.IBytes(uint64(n))
 }

@@ -17,7 +17,7 @@ func TestRuleEvaluate(t *testing.T) {
 		{"45% and 100MiB free", Sizes{DBSize: 1000 * MiB, DBSizeInUse: 550 * MiB}, true, "45% free"},
 		{"just under 45%", Sizes{DBSize: 1000 * MiB, DBSizeInUse: 551 * MiB}, false, "below 45%"},
 		// A small file that is mostly free is not worth a pause: the absolute floor holds it back.
-		{"90% free but 90MiB", Sizes{DBSize: 100 * MiB, DBSizeInUse: 10 * MiB}, false, "below 45% or 100.0MiB"},
+		{"90% free but 90MiB", Sizes{DBSize: 100 * MiB, DBSizeInUse: 10 * MiB}, false, "below 45% or 100 MiB"},
 		{"quota 85% used, 100MiB free", Sizes{DBSize: 1700 * MiB, DBSizeInUse: 1600 * MiB, Quota: 2 * gib}, true, "quota 83% used"},
 		{"quota 85% used, 99MiB free", Sizes{DBSize: 1700 * MiB, DBSizeInUse: 1601 * MiB, Quota: 2 * gib}, false, "quota 83% used"},
 		{"quota exactly 80% is not above", Sizes{DBSize: 800 * MiB, DBSizeInUse: 600 * MiB, Quota: 1000 * MiB}, false, "quota 80% used"},
