@@ -75,8 +75,8 @@ type Info struct {
 	// SHA256 is the trailer, which matched the database it follows.
 	SHA256 string `json:"sha256"`
 	// Revision is the store's revision, computed as etcd does when it starts on the file: the
-	// key bucket's last main revision, or a compaction revision above it (etcdutl snapshot status
-	// reports the former, which is the same in every case but that one).
+	// key bucket's last main revision, or a compaction revision above it, and at least 1 (etcdutl
+	// snapshot status reports the former, 0 for an empty store).
 	Revision int64 `json:"revision"`
 	// CompactRevision is the compaction etcd scheduled last (it may not have finished).
 	CompactRevision int64  `json:"compact_revision"`
@@ -243,9 +243,9 @@ func (f *File) walk() (err error) {
 		}); err != nil {
 			return corrupt("key bucket: %v", err)
 		}
-		// As the store's restore does (server/storage/mvcc/kvstore.go): a compaction that removed
-		// the newest revisions still counts as the current revision.
-		f.info.Revision = max(last, finished, scheduled)
+		// As the store's restore does (server/storage/mvcc/kvstore.go): a store starts at revision
+		// 1, and a compaction that removed the newest revisions still counts as the current one.
+		f.info.Revision = max(1, last, finished, scheduled)
 		for _, l := range latest {
 			if !l.tombstone {
 				f.info.Keys++
