@@ -34,6 +34,8 @@ const (
 	phaseMemberList phase = iota
 	phaseStatus
 	phaseProbe
+	// phaseNone: the collector makes no etcd call.
+	phaseNone
 )
 
 type factory struct {
@@ -77,6 +79,7 @@ type Exporter struct {
 	names      []string
 	collectors map[string]Collector
 	needs      snapshot.Needs
+	backupDirs []string // --backup.dir, for the backup collector
 
 	upDesc       *prometheus.Desc
 	durationDesc *prometheus.Desc
@@ -122,6 +125,12 @@ func New(taker Taker, names []string, opts ...Option) (*Exporter, error) {
 		}
 		e.names = append(e.names, name)
 		e.collectors[name] = f.new()
+		// A collector with settings of its own takes them from the options.
+		if c, ok := e.collectors[name].(interface{ configure(*Exporter) error }); ok {
+			if err := c.configure(e); err != nil {
+				return nil, err
+			}
+		}
 		e.needs.Status = e.needs.Status || f.needs.Status
 		e.needs.Probes = e.needs.Probes || f.needs.Probes
 	}
@@ -173,6 +182,8 @@ func phaseDuration(s *snapshot.Snapshot, p phase) time.Duration {
 		return s.MemberListDuration + s.StatusDuration
 	case phaseProbe:
 		return s.MemberListDuration + s.ProbeDuration
+	case phaseNone:
+		return 0
 	default:
 		return s.MemberListDuration
 	}

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -339,5 +341,66 @@ func TestSnapshotVerifyExitCodes(t *testing.T) {
 	}
 	if code != 1 || rep.Result != backup.ResultCompacted || rep.ExitCode != 1 || !strings.Contains(rep.Reason, "compacted") {
 		t.Errorf("after compaction: exit %d, %+v", code, rep)
+	}
+}
+
+// The exporter's --collector.backup reads the --backup.dir values; without one it refuses to start.
+func TestExporterBackupCollectorFlags(t *testing.T) {
+	for name, args := range map[string][]string{
+		"no directory": {"--collector.backup"},
+		"bad glob":     {"--collector.backup", "--backup.dir=/backups/[a"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := run(args); got != 1 {
+				t.Errorf("run(%q) = %d, want 1", args, got)
+			}
+		})
+	}
+
+	bin := toolbin.Path(t, "etcd-monitor", "ETCD_MONITOR_BIN")
+	dir := t.TempDir()
+	mtime := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	path := filepath.Join(dir, "etcd-20260102T030405Z-rev7.db")
+	if err := os.WriteFile(path, make([]byte, 1234), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t))
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "--web.listen-address="+addr, "--etcd.endpoints=127.0.0.1:1",
+		"--collector.backup", "--backup.dir="+dir, "--no-collector.members", "--no-collector.status",
+		"--no-collector.alarms", "--no-collector.probe", "--no-collector.cluster")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	want := []string{
+		fmt.Sprintf("etcd_monitor_backup_files{dir=%q} 1", dir),
+		fmt.Sprintf("etcd_monitor_backup_newest_file_size_bytes{dir=%q} 1234", dir),
+		fmt.Sprintf("etcd_monitor_backup_newest_file_timestamp_seconds{dir=%q} %s", dir, strconv.FormatFloat(float64(mtime.Unix()), 'g', -1, 64)),
+	}
+	var body string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := client.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		break
+	}
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("/metrics lacks %q; stderr:\n%s\nbody:\n%s", w, &stderr, body)
+		}
 	}
 }
