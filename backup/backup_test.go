@@ -167,6 +167,82 @@ func TestSaveThreeMembersVerifies(t *testing.T) {
 	if len(entries) != 1 || entries[0].Name() != filepath.Base(want) {
 		t.Errorf("directory holds %v, want only %s", entries, filepath.Base(want))
 	}
+
+	t.Run("etcdutl restore", func(t *testing.T) { restoreAndCompare(t, cli, res.Path, info.Revision) })
+}
+
+// restoreAndCompare restores the file with etcdutl snapshot restore, starts the pinned etcd on
+// the result and compares it with the live cluster at the file's revision: the same keys with
+// the same revisions and values, and the same HashKV.
+func restoreAndCompare(t *testing.T, live *clientv3.Client, file string, rev int64) {
+	etcdutl := toolbin.Path(t, "etcdutl", "ETCDUTL_BIN")
+	etcdBin := toolbin.Path(t, "etcd", "ETCD_BIN")
+	data := filepath.Join(t.TempDir(), "restored")
+	peer := fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(t))
+	client := fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(t))
+	out, err := exec.Command(etcdutl, "snapshot", "restore", file, "--data-dir="+data, "--name=restored",
+		"--initial-cluster=restored="+peer, "--initial-advertise-peer-urls="+peer).CombinedOutput()
+	if err != nil {
+		t.Fatalf("etcdutl snapshot restore: %v\n%s", err, out)
+	}
+	var logs strings.Builder
+	cmd := exec.Command(etcdBin, "--name=restored", "--data-dir="+data, "--listen-peer-urls="+peer,
+		"--initial-advertise-peer-urls="+peer, "--initial-cluster=restored="+peer,
+		"--listen-client-urls="+client, "--advertise-client-urls="+client, "--log-level=error")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	rc, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ctx := ctxT(t, time.Minute)
+	var restored *clientv3.GetResponse
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		restored, err = rc.Get(cctx, "", clientv3.WithPrefix())
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restored etcd does not answer: %v\n%s", err, logs.String())
+		}
+	}
+	orig, err := live.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithRev(rev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if restored.Header.Revision != rev {
+		t.Errorf("restored etcd at revision %d, the file holds %d", restored.Header.Revision, rev)
+	}
+	if len(restored.Kvs) != len(orig.Kvs) || len(orig.Kvs) == 0 {
+		t.Fatalf("restored %d keys, the cluster had %d at revision %d", len(restored.Kvs), len(orig.Kvs), rev)
+	}
+	for i, kv := range orig.Kvs {
+		r := restored.Kvs[i]
+		if string(r.Key) != string(kv.Key) || string(r.Value) != string(kv.Value) || r.CreateRevision != kv.CreateRevision ||
+			r.ModRevision != kv.ModRevision || r.Version != kv.Version {
+			t.Fatalf("key %d differs: restored %+v, cluster %+v", i, r, kv)
+		}
+	}
+	rh, err := rc.HashKV(ctx, client, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lh, err := live.HashKV(ctx, live.Endpoints()[0], rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rh.Hash != lh.Hash || rh.CompactRevision != lh.CompactRevision {
+		t.Errorf("HashKV(%d): restored %d (compaction %d), cluster %d (compaction %d)", rev, rh.Hash, rh.CompactRevision, lh.Hash, lh.CompactRevision)
+	}
 }
 
 // goodSnapshot streams a snapshot of a small cluster with clientv3 into a file.
