@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
@@ -534,5 +535,24 @@ func TestVerifyEmptiedKeyspace(t *testing.T) {
 	}
 	if res.File.Keys != 0 || res.File.CompactRevision != resp.Header.Revision {
 		t.Errorf("file %+v: want no key and the compaction at %d", res.File, resp.Header.Revision)
+	}
+}
+
+// A save, its verification and a verify of a damaged file leave no goroutine behind (connections
+// to every member are closed).
+func TestSaveLeavesNoGoroutines(t *testing.T) {
+	cl, _ := startCluster(t, 3)
+	dir := t.TempDir()
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	res, err := Save(ctxT(t, 30*time.Second), SaveOptions{Conn: connOf(cl), Dir: dir, Cluster: "etcd"})
+	if err != nil || res.Result() != ResultVerified {
+		t.Fatalf("save: %v %+v", err, res.Verification)
+	}
+	bad := filepath.Join(dir, "bad.db")
+	if err := os.WriteFile(bad, []byte("not a snapshot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(bad); !IsCorrupt(err) {
+		t.Fatalf("open: %v", err)
 	}
 }
