@@ -57,13 +57,23 @@ func (c *backupCollector) configure(e *Exporter) error {
 
 func (c *backupCollector) Update(_ *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
 	var errs []error
+	// A --backup.dir value is a label value: one Prometheus refuses (invalid UTF-8) costs its
+	// series, never the process.
+	gauge := func(d *prometheus.Desc, v float64, dir string) {
+		m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--backup.dir %q: %w", dir, err))
+			return
+		}
+		ch <- m
+	}
 	for _, p := range c.patterns {
 		files, err := listSnapshotFiles(p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.files, prometheus.GaugeValue, float64(len(files)), p)
+		gauge(c.files, float64(len(files)), p)
 		var newest os.FileInfo
 		for _, fi := range files {
 			if newest == nil || fi.ModTime().After(newest.ModTime()) {
@@ -71,8 +81,8 @@ func (c *backupCollector) Update(_ *snapshot.Snapshot, ch chan<- prometheus.Metr
 			}
 		}
 		if newest != nil {
-			ch <- prometheus.MustNewConstMetric(c.newestTS, prometheus.GaugeValue, float64(newest.ModTime().UnixNano())/1e9, p)
-			ch <- prometheus.MustNewConstMetric(c.newestSz, prometheus.GaugeValue, float64(newest.Size()), p)
+			gauge(c.newestTS, float64(newest.ModTime().UnixNano())/1e9, p)
+			gauge(c.newestSz, float64(newest.Size()), p)
 		}
 	}
 	return errors.Join(errs...)
