@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -554,5 +555,69 @@ func TestSaveLeavesNoGoroutines(t *testing.T) {
 	}
 	if _, err := Open(bad); !IsCorrupt(err) {
 		t.Fatalf("open: %v", err)
+	}
+}
+
+// hungListener accepts connections and never answers, as a SIGSTOPped member does; it counts them.
+func hungListener(t *testing.T) (string, func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return len(held) }
+}
+
+// A member that hangs costs the comparison its deadline, not the verdict: the others verify the
+// file. A member that was down when the cluster was looked at is not asked at all.
+func TestVerifyWithHungAndDownMembers(t *testing.T) {
+	path, cl, _ := goodSnapshot(t, 200)
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hung, _ := hungListener(t)
+	down, accepted := hungListener(t)
+	ms := append(members(t, connOf(cl)),
+		&snapshot.Member{ID: 0xbad, Name: "hung", Endpoint: hung, Alarms: map[string]bool{}},
+		&snapshot.Member{ID: 0xdead, Name: "down", Endpoint: down, StatusErr: errors.New("context deadline exceeded"), Alarms: map[string]bool{}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	v := VerifyAgainst(ctx, f, connOf(cl), ms)
+	if v.Result != ResultVerified {
+		t.Fatalf("%+v", v)
+	}
+	outcomes := map[string]string{}
+	for _, m := range v.Members {
+		outcomes[m.Name] = m.Outcome
+	}
+	if outcomes["m0"] != MemberMatch || outcomes["hung"] != MemberError || outcomes["down"] != MemberError {
+		t.Errorf("outcomes %v", outcomes)
+	}
+	if n := accepted(); n != 0 {
+		t.Errorf("the member that was down was asked (%d connections)", n)
 	}
 }

@@ -27,6 +27,9 @@ type SaveOptions struct {
 	Keep int
 	// StatusTimeout bounds the look at the cluster that chooses the member.
 	StatusTimeout time.Duration
+	// VerifyTimeout bounds the comparison with the members' HashKV, so that a member that hangs
+	// after the look at the cluster cannot hold the save (default 5 minutes).
+	VerifyTimeout time.Duration
 	Logger        *slog.Logger
 }
 
@@ -77,6 +80,9 @@ func Save(ctx context.Context, o SaveOptions) (res *SaveResult, err error) {
 	}
 	if o.StatusTimeout <= 0 {
 		o.StatusTimeout = 10 * time.Second
+	}
+	if o.VerifyTimeout <= 0 {
+		o.VerifyTimeout = 5 * time.Minute
 	}
 
 	taker, err := snapshot.NewTaker(o.Conn, snapshot.WithLogger(o.Logger))
@@ -130,7 +136,9 @@ func Save(ctx context.Context, o SaveOptions) (res *SaveResult, err error) {
 	}
 	info := f.Info()
 	res.File = &info
-	v := VerifyAgainst(ctx, f, o.Conn, s.Members)
+	vctx, vcancel := context.WithTimeout(ctx, o.VerifyTimeout)
+	v := VerifyAgainst(vctx, f, o.Conn, s.Members)
+	vcancel()
 	_ = f.Close()
 	res.Verification = &v
 	if err := ctx.Err(); err != nil {

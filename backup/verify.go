@@ -85,7 +85,8 @@ type Verification struct {
 
 // VerifyAgainst asks every voting member of the cluster (learners refuse HashKV) for HashKV at
 // the file's revision, concurrently, each on a client bound to that member alone, and compares.
-// Any differing member makes a mismatch; otherwise one matching member verifies the file.
+// Any differing member makes a mismatch; otherwise one matching member verifies the file. Members
+// whose Status failed in the snapshot the list came from are not asked; ctx bounds the rest.
 func VerifyAgainst(ctx context.Context, f *File, conn etcdconn.Config, members []*snapshot.Member) Verification {
 	v := Verification{Members: []MemberHash{}}
 	if _, err := conn.TLSConfig(); err != nil {
@@ -119,6 +120,12 @@ func VerifyAgainst(ctx context.Context, f *File, conn etcdconn.Config, members [
 	}
 	var wg sync.WaitGroup
 	for i, m := range targets {
+		if m.StatusErr != nil {
+			// Down when the cluster was looked at: asking again would only wait on it.
+			hashes[i] = MemberHash{Name: m.Name, ID: snapshot.IDString(m.ID), Endpoint: m.Endpoint,
+				Outcome: MemberError, Error: "did not answer Status: " + m.StatusErr.Error()}
+			continue
+		}
 		wg.Go(func() {
 			hashes[i] = compareMember(ctx, f, conn, m, fileHash)
 		})

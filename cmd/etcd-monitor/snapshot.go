@@ -51,12 +51,16 @@ func addSnapshotSaveCommand(app *kingpin.Application) (*kingpin.CmdClause, func(
 	member := cmd.Flag("member", "Member to stream from, by name or hex ID (default: the most caught-up follower, the leader only when no follower is healthy).").String()
 	keep := cmd.Flag("keep", "Keep this many of the cluster's snapshots in --dir, deleting the oldest; only files named by this command for this cluster are ever deleted (0: keep all).").Default("0").Int()
 	timeout := cmd.Flag("timeout", "Deadline for the whole save, streaming and verification included.").Default("1h").Duration()
+	verifyTimeout := cmd.Flag("verify-timeout", "Deadline for comparing the file with the members' HashKV (part of --timeout).").Default("5m").Duration()
 	pushURL := cmd.Flag("pushgateway.url", "Push the outcome to this Pushgateway (job etcd_backup, grouped by cluster).").String()
 	output := cmd.Flag("output", "Report format: text or json.").Default("text").Enum("text", "json")
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
 		if *timeout <= 0 {
 			return fmt.Errorf("--timeout must be positive, got %s", *timeout)
+		}
+		if *verifyTimeout <= 0 {
+			return fmt.Errorf("--verify-timeout must be positive, got %s", *verifyTimeout)
 		}
 		if *keep < 0 {
 			return fmt.Errorf("--keep must not be negative, got %d", *keep)
@@ -71,7 +75,7 @@ func addSnapshotSaveCommand(app *kingpin.Application) (*kingpin.CmdClause, func(
 		sctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		res, saveErr := backup.Save(sctx, backup.SaveOptions{
-			Conn: conn, Dir: *dir, Cluster: *cluster, Member: *member, Keep: *keep, Logger: logger,
+			Conn: conn, Dir: *dir, Cluster: *cluster, Member: *member, Keep: *keep, VerifyTimeout: *verifyTimeout, Logger: logger,
 		})
 		if saveErr != nil && ctx.Err() != nil {
 			saveErr = fmt.Errorf("interrupted: %w", saveErr)
@@ -182,7 +186,7 @@ func addSnapshotVerifyCommand(app *kingpin.Application) (*kingpin.CmdClause, fun
 				cctx, cancel := context.WithTimeout(ctx, *timeout)
 				defer cancel()
 				var v backup.Verification
-				if s := taker.Take(cctx, snapshot.Needs{}); s.MemberListErr != nil {
+				if s := taker.Take(cctx, snapshot.Needs{Status: true}); s.MemberListErr != nil {
 					v = backup.Verification{Result: backup.ResultUnverifiable, Reason: "listing the cluster's members: " + s.MemberListErr.Error(), Members: []backup.MemberHash{}}
 				} else {
 					v = backup.VerifyAgainst(cctx, f, conn, s.Members)
