@@ -7,7 +7,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 export ETCD_MONITOR_BIN := $(BIN)/etcd-monitor
 
-.PHONY: all build test unit-test e2e-test lint tools mixin bench bench-compare scrape-compare demo demo-stop
+.PHONY: all build test unit-test e2e-test fuzz lint tools mixin bench bench-compare scrape-compare demo demo-stop
 
 all: build
 
@@ -20,10 +20,15 @@ tools:
 mixin:
 	$(GO) run ./mixin/cmd/render -out .
 
+# gofmt, go vet and staticcheck (pinned in tools/staticcheck, built by `make tools`), each also over
+# the e2e-tagged files; zero findings. A deliberate exception is a `//lint:ignore CHECK reason` comment.
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/
+	@test -x $(BIN)/staticcheck || { echo "lint: $(BIN)/staticcheck is missing: run make tools" >&2; exit 1; }
+	$(BIN)/staticcheck ./...
+	$(BIN)/staticcheck -tags e2e ./test/e2e/
 
 # Unit tests against embedded etcd, then the end-to-end suite against real processes. The tools
 # are required: tests that need promtool, Prometheus or the Pushgateway fail instead of skipping.
@@ -31,6 +36,18 @@ test: tools build lint unit-test e2e-test
 
 unit-test:
 	ETCD_MONITOR_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m ./...
+
+# Every fuzz target (func Fuzz* in a _test.go file) for FUZZTIME each, one at a time: go test
+# fuzzes one target per run. `make unit-test` already runs their seed corpora (f.Add and
+# testdata/fuzz/), where inputs the fuzzer found are kept as regression cases.
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for dir in $$(git grep --untracked -l '^func Fuzz' -- '*_test.go' | xargs -n1 dirname | sort -u); do \
+	  for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$dir/*_test.go); do \
+	    echo "fuzz ./$$dir $$target for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./$$dir; \
+	  done; \
+	done
 
 e2e-test:
 	ETCD_MONITOR_REQUIRE_TOOLS=1 $(GO) test -count=1 -tags e2e -timeout 10m ./test/e2e/

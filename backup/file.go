@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
@@ -122,7 +123,7 @@ func Open(path string) (*File, error) {
 	// bbolt ignores the 32 bytes past its last page, as etcdutl's snapshot status relies on.
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: another process holds it locked: %w", path, err)
 		}
 		return nil, corrupt("bbolt database does not open: %v", err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -50,30 +51,24 @@ func (c *backupCollector) configure(e *Exporter) error {
 		if _, err := filepath.Match(p, ""); err != nil {
 			return fmt.Errorf("--backup.dir %q: %w", p, err)
 		}
+		// The value is the dir label of every series: Prometheus refuses invalid UTF-8.
+		if !utf8.ValidString(p) {
+			return fmt.Errorf("--backup.dir %q is not valid UTF-8 and cannot be a label value", p)
+		}
 	}
 	c.patterns = e.backupDirs
 	return nil
 }
 
-func (c *backupCollector) Update(_ *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+func (c *backupCollector) Update(_ *snapshot.Snapshot, out Sink) error {
 	var errs []error
-	// A --backup.dir value is a label value: one Prometheus refuses (invalid UTF-8) costs its
-	// series, never the process.
-	gauge := func(d *prometheus.Desc, v float64, dir string) {
-		m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, dir)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--backup.dir %q: %w", dir, err))
-			return
-		}
-		ch <- m
-	}
 	for _, p := range c.patterns {
 		files, err := listSnapshotFiles(p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		gauge(c.files, float64(len(files)), p)
+		out.Gauge(c.files, float64(len(files)), p)
 		var newest os.FileInfo
 		for _, fi := range files {
 			if newest == nil || fi.ModTime().After(newest.ModTime()) {
@@ -81,8 +76,8 @@ func (c *backupCollector) Update(_ *snapshot.Snapshot, ch chan<- prometheus.Metr
 			}
 		}
 		if newest != nil {
-			gauge(c.newestTS, float64(newest.ModTime().UnixNano())/1e9, p)
-			gauge(c.newestSz, float64(newest.Size()), p)
+			out.Gauge(c.newestTS, float64(newest.ModTime().UnixNano())/1e9, p)
+			out.Gauge(c.newestSz, float64(newest.Size()), p)
 		}
 	}
 	return errors.Join(errs...)

@@ -47,24 +47,30 @@ local util = import 'lib/util.libsonnet';
       'An etcd member does not answer.',
       'Member %s of cluster %s has not answered Status for %s.' % [member, cluster, c.memberDownFor],
     ),
+    // Only voting members make a quorum: voting_members_up leaves learners out (a learner that
+    // answers must not hide a hung voter). The second clause spares a single voter, which is always
+    // exactly its own quorum.
     alert(
       'EtcdQuorumAtRisk', 'critical', c.quorumAtRiskFor,
       |||
-        (etcd_monitor_cluster_members_up{%(exporterSelector)s} <= etcd_monitor_cluster_quorum{%(exporterSelector)s})
-        and (etcd_monitor_cluster_members_up{%(exporterSelector)s} < etcd_monitor_cluster_members{%(exporterSelector)s} - etcd_monitor_cluster_learners{%(exporterSelector)s})
+        (etcd_monitor_cluster_voting_members_up{%(exporterSelector)s} <= etcd_monitor_cluster_quorum{%(exporterSelector)s})
+        and (etcd_monitor_cluster_voting_members_up{%(exporterSelector)s} < etcd_monitor_cluster_members{%(exporterSelector)s} - etcd_monitor_cluster_learners{%(exporterSelector)s})
         and (etcd_monitor_cluster_has_quorum{%(exporterSelector)s} == 1)
       ||| % c,
-      'One more member failure ends the quorum of an etcd cluster.',
-      'Cluster %s has only {{ $value }} members up, exactly its quorum: one more member failure stops all writes.' % [cluster],
+      'One more voting member failure ends the quorum of an etcd cluster.',
+      'Cluster %s has exactly its quorum of voting members up ({{ $value }}; learners do not count): one more voting member failure stops all writes.' % [cluster],
     ),
+    // has_quorum is the verdict (a quorum of voters up and naming one leader); voting_members_up
+    // gives the alert its value, so the page says how many voters answer.
     alert(
       'EtcdQuorumLost', 'critical', c.quorumLostFor,
       |||
-        etcd_monitor_cluster_has_quorum{%(exporterSelector)s} == 0
+        etcd_monitor_cluster_voting_members_up{%(exporterSelector)s}
+        and etcd_monitor_cluster_has_quorum{%(exporterSelector)s} == 0
         and etcd_monitor_up{%(exporterSelector)s} == 1
       ||| % c,
       'An etcd cluster has lost quorum.',
-      'Cluster %s has fewer voting members up and agreeing on a leader than its quorum: writes and linearizable reads fail.' % [cluster],
+      'Cluster %s has lost its quorum: fewer than a quorum of its voting members are up and name the same leader (voting members up: {{ $value }}; learners do not count). Writes and linearizable reads fail.' % [cluster],
     ),
     alert(
       'EtcdNoLeader', 'critical', c.noLeaderFor,
@@ -183,7 +189,7 @@ local util = import 'lib/util.libsonnet';
     ),
     alert(
       'EtcdMixedVersions', 'warning', c.mixedVersionsFor,
-      'count by (%(cl)s) (count by (%(cl)s, version) (etcd_monitor_member_info{%(exporterSelector)s, version!=""})) > 1' % v,
+      'count by (%(cl)s) (count by (%(cl)s, version) (etcd_monitor_member_version_info{%(exporterSelector)s})) > 1' % v,
       'etcd members run different versions.',
       'Cluster %s has run {{ $value }} different etcd versions for %s: finish or roll back the upgrade.' % [cluster, c.mixedVersionsFor],
     ),

@@ -30,6 +30,7 @@ promtool|PROMTOOL_BIN|prometheus|github.com/prometheus/prometheus|github.com/pro
 alertmanager|ALERTMANAGER_BIN|alertmanager|github.com/prometheus/alertmanager|github.com/prometheus/alertmanager/cmd/alertmanager|--version
 amtool|AMTOOL_BIN|alertmanager|github.com/prometheus/alertmanager|github.com/prometheus/alertmanager/cmd/amtool|--version
 pushgateway|PUSHGATEWAY_BIN|pushgateway|github.com/prometheus/pushgateway|github.com/prometheus/pushgateway|--version
+staticcheck|STATICCHECK_BIN|staticcheck|honnef.co/go/tools|honnef.co/go/tools/cmd/staticcheck|-version
 '
 
 # check NAME ARGS: the binary must start and answer its version (or help) flag.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/dustin/go-humanize"
 
 	"github.com/etcd-monitor/etcd-monitor/backup"
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
@@ -116,7 +117,7 @@ func writeSaveReport(w io.Writer, format string, res *backup.SaveResult) error {
 	}
 	fmt.Fprintf(w, "Saved:        %s\n", res.Path)
 	fmt.Fprintf(w, "Member:       %s (%s, %s)\n", res.Member, res.MemberID, res.Endpoint)
-	fmt.Fprintf(w, "Size:         %s (%d bytes)\n", humanBytes(res.File.SizeBytes), res.File.SizeBytes)
+	fmt.Fprintf(w, "Size:         %s (%d bytes)\n", humanize.IBytes(uint64(res.File.SizeBytes)), res.File.SizeBytes)
 	fmt.Fprintf(w, "Revision:     %d\n", res.File.Revision)
 	fmt.Fprintf(w, "Duration:     %s\n", res.Duration.Round(time.Millisecond))
 	fmt.Fprintf(w, "Verification: %s\n", verdictLine(*res.Verification))
@@ -214,7 +215,7 @@ func writeVerifyReport(w io.Writer, format string, rep verifyReport) error {
 	if f := rep.File; f != nil {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "File:\t%s\n", f.Path)
-		fmt.Fprintf(tw, "Size:\t%s (%d bytes)\n", humanBytes(f.SizeBytes), f.SizeBytes)
+		fmt.Fprintf(tw, "Size:\t%s (%d bytes)\n", humanize.IBytes(uint64(f.SizeBytes)), f.SizeBytes)
 		fmt.Fprintf(tw, "SHA-256:\t%s\n", f.SHA256)
 		fmt.Fprintf(tw, "Revision:\t%d\n", f.Revision)
 		fmt.Fprintf(tw, "Compact revision:\t%d\n", f.CompactRevision)
