@@ -624,3 +624,20 @@ func TestVerifyWithHungAndDownMembers(t *testing.T) {
 		t.Errorf("the member that was down was asked (%d connections)", n)
 	}
 }
+
+// An address that reaches another member than the list says (a VIP, a reused address) does not
+// count as that member's hash.
+func TestVerifyRefusesAnotherMembersAnswer(t *testing.T) {
+	path, cl, _ := goodSnapshot(t, 100)
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ms := members(t, connOf(cl))
+	impostor := &snapshot.Member{ID: ms[0].ID + 1, Name: "impostor", Endpoint: ms[0].Endpoint, Status: ms[0].Status, Alarms: map[string]bool{}}
+	v := VerifyAgainst(ctxT(t, 10*time.Second), f, connOf(cl), []*snapshot.Member{impostor})
+	if v.Result != ResultUnverifiable || v.Members[0].Outcome != MemberError || !strings.Contains(v.Members[0].Error, "answered by member") {
+		t.Fatalf("%+v", v)
+	}
+}

@@ -171,6 +171,11 @@ func compareMember(ctx context.Context, f *File, conn etcdconn.Config, m *snapsh
 	case err != nil:
 		out.Outcome, out.Error = MemberError, err.Error()
 		return out
+	case resp.GetHeader().GetMemberId() != m.ID:
+		// An address can reach another member (a VIP, a reused address): its hash is not m's.
+		out.Outcome = MemberError
+		out.Error = fmt.Sprintf("answered by member %s on %s", snapshot.IDString(resp.GetHeader().GetMemberId()), m.Endpoint)
+		return out
 	}
 	// A member's hash is comparable only if every revision it covers is still in the file. At a
 	// compaction's revision etcd answers with the hash it stored while compacting, which starts
