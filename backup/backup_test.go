@@ -313,6 +313,15 @@ func TestDamagedFilesAreCorrupt(t *testing.T) {
 	}
 	damagedPages = withTrailer(damagedPages[:len(damagedPages)-32])
 
+	// Both meta pages (0 and 1), trailer recomputed: bbolt has no valid root to start from.
+	damagedMeta := append([]byte(nil), data[:len(data)-32]...)
+	for _, off := range []int{0, pageSize} {
+		for i := 16; i < 64; i++ {
+			damagedMeta[off+i] ^= 0x5a
+		}
+	}
+	damagedMeta = withTrailer(damagedMeta)
+
 	flipped := append([]byte(nil), data...)
 	flipped[len(flipped)/2] ^= 0x01
 
@@ -325,6 +334,7 @@ func TestDamagedFilesAreCorrupt(t *testing.T) {
 		"flipped byte":           {flipped, "SHA-256 mismatch"},
 		"missing trailer":        {data[:len(data)-32], "no SHA-256 trailer"},
 		"damaged pages":          {damagedPages, "bbolt"},
+		"damaged meta pages":     {damagedMeta, "bbolt database does not open"},
 		"empty":                  {nil, "no SHA-256 trailer"},
 	}
 	for name, c := range cases {

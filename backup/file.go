@@ -121,7 +121,7 @@ func Open(path string) (*File, error) {
 	}
 	f := &File{info: Info{Path: path, SizeBytes: fi.Size(), ModTime: fi.ModTime(), SHA256: sum}}
 	// bbolt ignores the 32 bytes past its last page, as etcdutl's snapshot status relies on.
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	db, err := openReadOnly(path)
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: another process holds it locked: %w", path, err)
@@ -134,6 +134,19 @@ func Open(path string) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// openReadOnly opens the database as bbolt does for a reader; a damaged meta page that makes it
+// panic or fault is an error like any other.
+func openReadOnly(path string) (db *bolt.DB, err error) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	return bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 }
 
 // Info returns what the checks found.
