@@ -708,3 +708,26 @@ func TestSaveFromEtcd35Verifies(t *testing.T) {
 		t.Errorf("file %+v: want compaction %d and no storage version (3.5 writes none)", res.File, compactRev)
 	}
 }
+
+// Learners refuse Maintenance.Snapshot and HashKV: never streamed from, never asked.
+func TestSaveSkipsLearner(t *testing.T) {
+	cl, cli := startCluster(t, 1)
+	learner, _ := cl.Add(t, true)
+	learner.Start(t)
+	fill(t, cli, "/l/", 200)
+	conn := connOf(cl)
+	startedMembers(t, conn, 2)
+	res, err := Save(ctxT(t, 30*time.Second), SaveOptions{Conn: conn, Dir: t.TempDir(), Cluster: "etcd"})
+	if err != nil || res.Result() != ResultVerified {
+		t.Fatalf("save: %v, %+v", err, res.Verification)
+	}
+	if res.Member != "m0" {
+		t.Errorf("streamed from %s, want the voter m0", res.Member)
+	}
+	if len(res.Verification.Members) != 1 || res.Verification.Members[0].Name != "m0" {
+		t.Errorf("compared with %+v, want the voter alone", res.Verification.Members)
+	}
+	if _, err := Save(ctxT(t, 30*time.Second), SaveOptions{Conn: conn, Dir: t.TempDir(), Cluster: "etcd", Member: learner.Name}); err == nil || !strings.Contains(err.Error(), "learner") {
+		t.Errorf("--member=%s: %v, want a learner error", learner.Name, err)
+	}
+}
