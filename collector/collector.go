@@ -63,6 +63,8 @@ const (
 	phaseMemberList phase = iota
 	phaseStatus
 	phaseProbe
+	// phaseNone: the collector makes no etcd call.
+	phaseNone
 )
 
 type factory struct {
@@ -109,6 +111,7 @@ type Exporter struct {
 	names      []string
 	collectors map[string]Collector
 	needs      snapshot.Needs
+	backupDirs []string // --backup.dir, for the backup collector
 
 	// metricErrors and panics count, per collector and since start, the series that could not be
 	// built and the panics recovered; the maps are filled in New and only read afterwards.
@@ -169,6 +172,12 @@ func New(taker Taker, names []string, opts ...Option) (*Exporter, error) {
 		e.collectors[name] = f.new()
 		e.metricErrors[name] = new(atomic.Uint64)
 		e.panics[name] = new(atomic.Uint64)
+		// A collector with settings of its own takes them from the options.
+		if c, ok := e.collectors[name].(interface{ configure(*Exporter) error }); ok {
+			if err := c.configure(e); err != nil {
+				return nil, err
+			}
+		}
 		e.needs.Status = e.needs.Status || f.needs.Status
 		e.needs.Probes = e.needs.Probes || f.needs.Probes
 	}
@@ -244,6 +253,8 @@ func phaseDuration(s *snapshot.Snapshot, p phase) time.Duration {
 		return s.MemberListDuration + s.StatusDuration
 	case phaseProbe:
 		return s.MemberListDuration + s.ProbeDuration
+	case phaseNone:
+		return 0
 	default:
 		return s.MemberListDuration
 	}

@@ -32,6 +32,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	offset := cmd.Flag("scrape.timeout-offset", "Subtracted from Prometheus' scrape timeout header to leave time to send the answer.").Default("500ms").Duration()
 	probeKey := cmd.Flag("probe.key", "Key the latency probes read (never written).").Default(snapshot.DefaultProbeKey).String()
 	etcd := addEtcdFlags(cmd)
+	backupDirs := cmd.Flag("backup.dir", "Directory, or glob, of snapshot files whose freshness the backup collector reports (repeatable; see docs/backup.md).").Strings()
 
 	enabled := map[string]*bool{}
 	for _, c := range collector.Available() {
@@ -72,7 +73,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return err
 		}
 		defer taker.Close()
-		exp, err := collector.New(taker, names, collector.WithLogger(logger))
+		exp, err := collector.New(taker, names, collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs))
 		if err != nil {
 			return err
 		}
