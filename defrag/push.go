@@ -2,44 +2,22 @@ package defrag
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/push"
+
+	"github.com/etcd-monitor/etcd-monitor/pushgw"
 )
 
-const (
-	// PushJob is the Pushgateway job of the pushed series.
-	PushJob     = "etcd_defrag"
-	pushTimeout = 30 * time.Second
-)
+// PushJob is the Pushgateway job of the pushed series.
+const PushJob = "etcd_defrag"
 
 // Push sends a finished run's results to a Pushgateway under job etcd_defrag, grouped by cluster.
-// Like the benchmark's push it uses POST (add semantics): a failed run, which does not push
-// etcd_defrag_last_success_timestamp_seconds, leaves the previous success's timestamp in place
-// for alerting, and the other way round for the failure timestamp.
-//
-// TODO(lead): the benchmark keeps its own copy of this push code (benchmark/push.go); both should
-// move into one shared helper.
+// Like the benchmark's and the snapshot command's push it uses POST (add semantics): a failed run,
+// which does not push etcd_defrag_last_success_timestamp_seconds, leaves the previous success's
+// timestamp in place for alerting, and the other way round for the failure timestamp.
 func Push(ctx context.Context, url, cluster string, rep *Report, now time.Time) error {
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(reportCollector{rep: rep, now: now}); err != nil {
-		return fmt.Errorf("building the Pushgateway metrics: %w", err)
-	}
-	// A transport of its own, closed after the push: a one-shot command keeps no idle connection.
-	hc := &http.Client{Timeout: pushTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	defer hc.CloseIdleConnections()
-	err := push.New(url, PushJob).
-		Grouping("cluster", cluster).
-		Gatherer(reg).
-		Client(hc).
-		AddContext(ctx)
-	if err != nil {
-		return fmt.Errorf("pushing results to the Pushgateway at %s: %w", url, err)
-	}
-	return nil
+	return pushgw.Push(ctx, url, PushJob, []pushgw.Label{{Name: "cluster", Value: cluster}}, reportCollector{rep: rep, now: now})
 }
 
 var (

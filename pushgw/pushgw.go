@@ -1,5 +1,5 @@
 // Package pushgw sends a command's results to a Prometheus Pushgateway. The benchmark and the
-// snapshot command share it so that both push with the same semantics, timeout and errors.
+// snapshot and defrag commands share it so that both push with the same semantics, timeout and errors.
 package pushgw
 
 import (
@@ -28,7 +28,11 @@ func Push(ctx context.Context, url, job string, grouping []Label, c prometheus.C
 	if err := reg.Register(c); err != nil {
 		return fmt.Errorf("building the Pushgateway metrics: %w", err)
 	}
-	p := push.New(url, job).Gatherer(reg).Client(&http.Client{Timeout: Timeout})
+	// A transport of its own, closed after the push: a one-shot command keeps no idle connection
+	// (and no goroutine) behind.
+	hc := &http.Client{Timeout: Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	defer hc.CloseIdleConnections()
+	p := push.New(url, job).Gatherer(reg).Client(hc)
 	for _, l := range grouping {
 		p = p.Grouping(l.Name, l.Value)
 	}
