@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/etcd-monitor/etcd-monitor/internal/pushgatewaytest"
+	"github.com/etcd-monitor/etcd-monitor/internal/pushgwtest"
 )
 
 // scrapeDefrag returns the Pushgateway's etcd_defrag_* series by name, then by their labels other
@@ -18,7 +18,7 @@ import (
 func scrapeDefrag(t *testing.T, url string) map[string]map[string]float64 {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(pushgatewaytest.Metrics(t, url)))
+	fams, err := p.TextToMetricFamilies(strings.NewReader(pushgwtest.Metrics(t, url)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func scrapeDefrag(t *testing.T, url string) map[string]map[string]float64 {
 // TestPushKeepsLastSuccessAndFailure: a failed run after a successful one leaves the success's
 // timestamp in place (and the other way round), so alerts can compare them.
 func TestPushKeepsLastSuccessAndFailure(t *testing.T) {
-	pg := pushgatewaytest.Start(t)
+	pg := pushgwtest.Start(t)
 	ctx := ctxT(t, time.Minute)
 	okRun := &Report{Success: true, DurationSeconds: 3, Members: []*MemberResult{
 		{Name: "m0", ID: "a1", State: StateDone, Before: Sizes{DBSize: 300 * MiB}, After: &Sizes{DBSize: 100 * MiB}, DurationSeconds: 1.5},

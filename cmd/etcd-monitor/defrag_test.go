@@ -13,7 +13,7 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/defrag"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
-	"github.com/etcd-monitor/etcd-monitor/internal/pushgatewaytest"
+	"github.com/etcd-monitor/etcd-monitor/internal/pushgwtest"
 	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
 )
 
@@ -88,14 +88,14 @@ func TestDefragCommandBadInput(t *testing.T) {
 
 // TestDefragCommandPushes runs the command against a real Pushgateway.
 func TestDefragCommandPushes(t *testing.T) {
-	pg := pushgatewaytest.Start(t)
+	pg := pushgwtest.Start(t)
 	c := etcdtest.Start(t, 1)
 	code := run([]string{"defrag", "--etcd.endpoints=" + c.Members[0].ClientURL, "--rule.min-free-ratio=0", "--rule.min-free-bytes=0",
 		"--pushgateway.url=" + pg, "--cluster=test"})
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	body := pushgatewaytest.Metrics(t, pg)
+	body := pushgwtest.Metrics(t, pg)
 	for _, want := range []string{
 		`etcd_defrag_members_defragmented{cluster="test",instance="",job="etcd_defrag"} 1`,
 		`etcd_defrag_last_success_timestamp_seconds{cluster="test",instance="",job="etcd_defrag"}`,
@@ -111,7 +111,7 @@ func TestDefragCommandPushes(t *testing.T) {
 // prints how far it got, and still pushes the failure.
 func TestDefragBinaryStopsOnSignal(t *testing.T) {
 	bin := toolbin.Path(t, "etcd-monitor", "ETCD_MONITOR_BIN")
-	pg := pushgatewaytest.Start(t)
+	pg := pushgwtest.Start(t)
 	c := etcdtest.Start(t, 3)
 	eps := strings.Join(c.Endpoints(), ",")
 	c.Members[2].Stop()
@@ -164,7 +164,7 @@ func TestDefragBinaryStopsOnSignal(t *testing.T) {
 	if out := stdout.String(); !strings.Contains(out, "FAILED after 0 of 2 member(s)") || !strings.Contains(out, "context canceled") {
 		t.Errorf("report:\n%s", out)
 	}
-	if body := pushgatewaytest.Metrics(t, pg); !strings.Contains(body, `etcd_defrag_last_failure_timestamp_seconds{cluster="sig"`) {
+	if body := pushgwtest.Metrics(t, pg); !strings.Contains(body, `etcd_defrag_last_failure_timestamp_seconds{cluster="sig"`) {
 		t.Errorf("the interrupted run's failure was not pushed")
 	}
 }

@@ -5,8 +5,10 @@ package pushgwtest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,18 +51,29 @@ func Start(t testing.TB) string {
 	return ""
 }
 
-// Families returns every metric family the Pushgateway exposes.
-func Families(t testing.TB, url string) map[string]*dto.MetricFamily {
+// Metrics returns the Pushgateway's /metrics page.
+func Metrics(t testing.TB, url string) string {
 	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second}
+	// A transport of its own, closed afterwards, so that tests checking for leaks see none.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 	resp, err := client.Get(url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/metrics: %s, %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
+// Families returns every metric family the Pushgateway exposes.
+func Families(t testing.TB, url string) map[string]*dto.MetricFamily {
+	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(Metrics(t, url)))
 	if err != nil {
 		t.Fatal(err)
 	}
