@@ -120,6 +120,15 @@ http_ok() {
 	) 2>/dev/null
 }
 
+# pid_alive PID: the process exists and has not exited (a zombie its parent has not reaped yet
+# has exited).
+pid_alive() {
+	local st
+	st="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+	st="${st##*) }"
+	[ "${st:0:1}" != Z ]
+}
+
 # port_in_use PORT: something accepts connections on 127.0.0.1:PORT.
 port_in_use() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -327,12 +336,18 @@ cmd_stop() {
 }
 
 cmd_restart_member() {
-	local name="${1:-}" i
+	local name="${1:-}" i j pid
 	[ -n "$name" ] || die "usage: scripts/demo.sh restart-member etcd-0|etcd-1|etcd-2"
 	i="$(member_index "$name")"
 	[ -f "$STATE/$MARKER_FILE" ] || die "no demo in $STATE"
-	if [ -f "$STATE/run/$name.pid" ] && kill -0 "$(cat "$STATE/run/$name.pid")" 2>/dev/null; then
-		die "$name is running"
+	# Right after `kill` the member may still be shutting down: give it the time a stop gets.
+	if [ -f "$STATE/run/$name.pid" ]; then
+		pid="$(cat "$STATE/run/$name.pid")"
+		for ((j = 0; j < STOP_TIMEOUT * 10; j++)); do
+			pid_alive "$pid" || break
+			sleep 0.1
+		done
+		! pid_alive "$pid" || die "$name is running (pid $pid)"
 	fi
 	BINS[etcd]="$(find_bin etcd ETCD_BIN)"
 	[ -n "${BINS[etcd]}" ] || die "no etcd binary; run: make demo"
@@ -379,6 +394,10 @@ cmd_up() {
 
 	BINS[etcd-monitor]="$(find_bin etcd-monitor ETCD_MONITOR_BIN)"
 	[ -n "${BINS[etcd-monitor]}" ] || die "bin/etcd-monitor not found; run: make build"
+	# A binary named by a variable that is too old is an error before anything starts, not later.
+	for name in etcd etcdctl pushgateway alertmanager prometheus; do
+		[ -z "$(printenv "$(bin_var "$name")" || true)" ] || find_bin "$name" "$(bin_var "$name")" >/dev/null
+	done
 
 	rm -rf "$STATE"
 	mkdir -p "$STATE"/{run,logs,bin,prometheus/targets,prometheus/rules,alertmanager/secrets,pushgateway,logreceiver}

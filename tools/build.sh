@@ -100,6 +100,18 @@ for name in "$@"; do
 	WANT[$name]=1
 done
 
+# unstamped BINARY ARGS MODULE: a Prometheus-family binary whose version line is empty.
+unstamped() {
+	case "$3" in
+	github.com/prometheus/*)
+		local out
+		out="$("$1" $2 2>&1 || true)"
+		[[ "$out" == *", version  ("* ]]
+		;;
+	*) return 1 ;;
+	esac
+}
+
 status=0
 while IFS='|' read -r name var dir mod pkg checkargs; do
 	[ -n "$name" ] || continue
@@ -120,6 +132,7 @@ while IFS='|' read -r name var dir mod pkg checkargs; do
 			rm -f "$target"
 			ln -s "$src" "$target"
 		fi
+		rm -f "$stamp" # never write through a link into another checkout's bin/
 		echo "user-provided" >"$stamp"
 		check "$name" "$checkargs" || { status=1; continue; }
 		echo "reused  $name  ($var=$src)"
@@ -129,9 +142,13 @@ while IFS='|' read -r name var dir mod pkg checkargs; do
 	pin="$(cd "$TOOLS/$dir" && go list -m -f '{{.Path}}@{{.Version}}' "$mod")"
 
 	# 2. Already built at the pinned version (a stamp-less binary was put there by hand: keep it).
+	# A Prometheus-family build that prints an empty version came from an older build.sh that
+	# missed the version stamp from empty caches: rebuilt, as make demo reads versions.
 	if [ -x "$target" ] && { [ ! -e "$stamp" ] || [ "$(cat "$stamp")" = "$pin" ]; }; then
-		echo "reused  $name  ($pin)"
-		continue
+		if [ ! -e "$stamp" ] || ! unstamped "$target" "$checkargs" "$mod"; then
+			echo "reused  $name  ($pin)"
+			continue
+		fi
 	fi
 
 	# 3. Build it.
@@ -158,6 +175,7 @@ while IFS='|' read -r name var dir mod pkg checkargs; do
 	fi
 	rm -f "$target"
 	mv "$target.tmp" "$target"
+	rm -f "$stamp"
 	echo "$pin" >"$stamp"
 	check "$name" "$checkargs" || { status=1; continue; }
 	echo "built   $name  ($pin) in $(human $((SECONDS - start)))"
