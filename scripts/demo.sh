@@ -3,14 +3,19 @@
 # shipped rules, Alertmanager with the shipped routing, a log receiver standing in for
 # PagerDuty/Slack/e-mail, a Pushgateway and one benchmark run, all on 127.0.0.1.
 #
-#   scripts/demo.sh up                    start everything, print where to look, then print the
-#                                         alerts as they arrive; Ctrl-C stops everything
+#   scripts/demo.sh up                    start everything in two stages (the cluster and the
+#                                         exporter first, then the Pushgateway, Alertmanager and
+#                                         Prometheus, each as soon as it is found or built), print
+#                                         where to look, then the alerts as they arrive; Ctrl-C
+#                                         stops everything
 #   scripts/demo.sh stop                  stop every process a demo started (another terminal)
 #   scripts/demo.sh restart-member NAME   start a stopped member again (etcd-0, etcd-1, etcd-2)
 #
 # Environment: DEMO_DIR (state directory, default <repo>/.demo), DEMO_PORT_OFFSET (added to
-# every port of demo/demo.env, default 0), and the binary variables of tools/build.sh
-# (ETCD_BIN, ETCDCTL_BIN, PROMETHEUS_BIN, ALERTMANAGER_BIN, PUSHGATEWAY_BIN, ETCD_MONITOR_BIN).
+# every port of demo/demo.env, default 0), the binary variables of tools/build.sh (ETCD_BIN,
+# ETCDCTL_BIN, PROMETHEUS_BIN, ALERTMANAGER_BIN, PUSHGATEWAY_BIN, ETCD_MONITOR_BIN) and its
+# BIN_DIR, DEMO_USE_INSTALLED=0 (never run a tool found on the PATH), and, for the tests only,
+# DEMO_HOLD_STAGE2=FILE (stage 2 waits until FILE exists). docs/demo.md has the details.
 #
 # Every process the demo starts runs in its own session (setsid, so a Ctrl-C reaches only this
 # script, which then stops them in order) and carries EM_DEMO_STATE=<state dir> in its
@@ -165,13 +170,16 @@ declare -A PATH_NAMES=(
 	[alertmanager]="alertmanager prometheus-alertmanager"
 	[pushgateway]="pushgateway prometheus-pushgateway"
 )
+TIMEOUT=""
+command -v timeout >/dev/null && TIMEOUT="timeout 10"
 declare -A TITLE=([prometheus]=Prometheus [alertmanager]=Alertmanager [pushgateway]=Pushgateway)
 
 # tool_version BINARY NAME: the X.Y.Z the binary reports, or nothing.
 tool_version() {
 	local out args=--version
 	[ "$2" != etcdctl ] || args=version
-	out="$("$1" $args 2>&1 </dev/null | head -n 3)" || true
+	# Bounded: whatever is on the PATH under that name must not hang the demo.
+	out="$($TIMEOUT "$1" $args 2>&1 </dev/null | head -n 3)" || true
 	if [[ "$out" =~ [Vv]ersion:?\ +v?([0-9]+\.[0-9]+\.[0-9]+) ]]; then
 		echo "${BASH_REMATCH[1]}"
 	fi
@@ -188,7 +196,7 @@ version_ge() {
 #   3. unless DEMO_USE_INSTALLED=0, the first binary on PATH, under any name its packages use,
 #      whose version meets the minimum.
 find_bin() {
-	local name="$1" var="$2" min="${MIN_VERSION[$1]:-}" v p cand
+	local name="$1" var="$2" min="${MIN_VERSION[$1]:-}" v p cand real seen=" "
 	if [ -n "${!var:-}" ]; then
 		[ -x "${!var}" ] || die "$var=${!var} is not an executable file"
 		if [ -n "$min" ]; then
@@ -207,6 +215,10 @@ find_bin() {
 	[ "${DEMO_USE_INSTALLED:-1}" != 0 ] || return 0
 	for cand in ${PATH_NAMES[$name]:-$name}; do
 		while IFS= read -r p; do
+			# /bin and /usr/bin are one directory on merged-/usr systems: look at each file once.
+			real="$(readlink -f "$p" 2>/dev/null || echo "$p")"
+			[[ "$seen" != *" $real "* ]] || continue
+			seen+="$real "
 			if [ -z "$min" ]; then
 				echo "$p"
 				return 0
@@ -239,10 +251,19 @@ typical_build() {
 # need NAME...: every tool found (find_bin) or built with tools/build.sh, which prints what it
 # builds, the pinned version and the time it takes; sets BINS[NAME].
 declare -A BINS=()
+# With -q it does not say again which installed binaries it takes or leaves, and why.
 need() {
-	local name missing=()
+	local name missing=() quiet=""
+	if [ "$1" = -q ]; then
+		quiet=1
+		shift
+	fi
 	for name in "$@"; do
-		BINS[$name]="$(find_bin "$name" "$(bin_var "$name")")"
+		if [ -n "$quiet" ]; then
+			BINS[$name]="$(find_bin "$name" "$(bin_var "$name")" 2>/dev/null)"
+		else
+			BINS[$name]="$(find_bin "$name" "$(bin_var "$name")")"
+		fi
 		[ -n "${BINS[$name]}" ] || missing+=("$name")
 	done
 	[ ${#missing[@]} -gt 0 ] || return 0
@@ -412,7 +433,8 @@ cmd_up() {
 	need etcd etcdctl
 
 	echo "demo: building the log receiver"
-	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$STATE/bin/logreceiver" ./demo/logreceiver) ||
+	# The flags of `make build`, so that it reuses the packages the exporter's build compiled.
+	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o "$STATE/bin/logreceiver" ./demo/logreceiver 2> >(grep -v '^go: downloading ' >&2)) ||
 		die "building demo/logreceiver failed"
 
 	# Configuration: the shared files from demo/ and alerts/, plus this environment's targets.
@@ -439,12 +461,10 @@ EOF
 	echo "demo: starting etcd (3 members), etcd-monitor and the log receiver"
 	for i in 0 1 2; do start_member "$i"; done
 	# What stage 2 finds already built starts now, beside stage 1; the rest is built after the banner.
-	if [ -z "${DEMO_HOLD_STAGE2:-}" ]; then
-		for name in pushgateway alertmanager prometheus; do
-			BINS[$name]="$(find_bin "$name" "$(bin_var "$name")")"
-			[ -z "${BINS[$name]}" ] || start_follower "$name"
-		done
-	fi
+	for name in pushgateway alertmanager prometheus; do
+		BINS[$name]="$(find_bin "$name" "$(bin_var "$name")")"
+		[ -z "${BINS[$name]}" ] || [ -n "${DEMO_HOLD_STAGE2:-}" ] || start_follower "$name"
+	done
 	start logreceiver "$STATE/bin/logreceiver" --web.listen-address="127.0.0.1:$LOGRECEIVER_PORT"
 	start etcd-monitor "${BINS[etcd-monitor]}" \
 		--etcd.endpoints="$ENDPOINTS" \
@@ -456,7 +476,7 @@ EOF
 	local c="--endpoints=$ENDPOINTS" follow=() how
 	for name in pushgateway alertmanager prometheus; do
 		how="starting"
-		[ -n "$(find_bin "$name" "$(bin_var "$name")" 2>/dev/null)" ] || how="to build: $(typical_build "$name")"
+		[ -n "${BINS[$name]}" ] || how="to build: $(typical_build "$name")"
 		follow+=("${TITLE[$name]} ($how)")
 	done
 	cat <<EOF
@@ -504,7 +524,7 @@ EOF
 
 	for name in pushgateway alertmanager prometheus; do
 		if [ -z "${STARTED[$name]:-}" ]; then
-			need "$name"
+			need -q "$name"
 			start_follower "$name"
 		fi
 		wait_ready "$name" "${FOLLOWER_PORT[$name]}" /-/ready
