@@ -52,7 +52,7 @@ scrape-compare: tools build
 # etcd-monitor and etcd are built, the rest joins as each is found or built (scripts/demo.sh).
 # The typical time is scripts/measure-first-run.sh's, from empty Go caches on 2 cores.
 demo:
-	@echo "demo: building etcd-monitor (this checkout, $(VERSION)): typically 46s on 2 cores from empty Go caches"
+	@echo "demo: building etcd-monitor (this checkout, $(VERSION)): typically 52s on 2 cores from empty Go caches"
 	@start=$$(date +%s); bash -c 'set -o pipefail; $(MAKE) -s --no-print-directory build 2>&1 | { grep -v "^go: downloading " || true; }' && \
 		echo "demo: built etcd-monitor in $$(( $$(date +%s) - start ))s"
 	@./scripts/demo.sh up

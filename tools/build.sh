@@ -46,19 +46,19 @@ declare -A TAGS=(
 # Seconds each build took on the 2-core development machine (shared with other builds) from
 # empty Go caches (GOMODCACHE and GOCACHE), each after the ones before it, which leave modules and
 # packages it shares: the demo's tools from scripts/measure-first-run.sh (etcd-monitor, etcd,
-# etcdctl, pushgateway, alertmanager, prometheus, in that order), promtool right after a
+# etcdctl, pushgateway, alertmanager, prometheus, in that order; the mean of two runs), promtool right after a
 # Prometheus build, the test-only rest from `make tools`. Printed before each build so that nobody
 # wonders whether a silent minute is a hang; tools/README.md has the figures.
 declare -A TYPICAL=(
-	[etcd]=41
-	[etcdctl]=2
+	[etcd]=36
+	[etcdctl]=3
 	[etcd-3.5]=55
 	[etcd-benchmark]=29
-	[prometheus]=113
+	[prometheus]=120
 	[promtool]=71
-	[alertmanager]=45
+	[alertmanager]=42
 	[amtool]=11
-	[pushgateway]=13
+	[pushgateway]=12
 )
 
 # check NAME ARGS: the binary must start and answer its version (or help) flag.
