@@ -139,17 +139,26 @@ port_in_use() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# wait_ready NAME PORT PATH: bounded wait for the endpoint; fails (and stops the demo) if the
-# process exits or the time runs out.
-wait_ready() {
+# await NAME PORT PATH: bounded wait for the endpoint; returns 1, with the reason in AWAIT_ERR,
+# if the process exits or the time runs out.
+await() {
 	local name="$1" p="$2" path="$3" pid i
 	pid="$(cat "$STATE/run/$name.pid")"
 	for ((i = 0; i < START_TIMEOUT * 5; i++)); do
 		http_ok 127.0.0.1 "$p" "$path" && return 0
-		kill -0 "$pid" 2>/dev/null || die "$name exited during start; see $STATE/logs/$name.log"
+		if ! kill -0 "$pid" 2>/dev/null; then
+			AWAIT_ERR="$name exited during start; see $STATE/logs/$name.log"
+			return 1
+		fi
 		sleep 0.2
 	done
-	die "$name did not answer http://127.0.0.1:$p$path within ${START_TIMEOUT}s; see $STATE/logs/$name.log"
+	AWAIT_ERR="$name did not answer http://127.0.0.1:$p$path within ${START_TIMEOUT}s; see $STATE/logs/$name.log"
+	return 1
+}
+
+# wait_ready NAME PORT PATH: await, or stop the demo.
+wait_ready() {
+	await "$@" || die "$AWAIT_ERR"
 }
 
 # ---- binaries ----------------------------------------------------------------------------
@@ -245,11 +254,11 @@ bin_var() {
 
 # typical_build NAME: how long building NAME from empty Go caches took on 2 cores.
 typical_build() {
-	"$ROOT/tools/build.sh" --typical "$1"
+	"$ROOT/tools/build.sh" --typical "$1" 2>/dev/null || echo "unmeasured"
 }
 
 # need NAME...: every tool found (find_bin) or built with tools/build.sh, which prints what it
-# builds, the pinned version and the time it takes; sets BINS[NAME].
+# builds, the pinned version and the time it takes; sets BINS[NAME]. Returns 1 if a build fails.
 declare -A BINS=()
 # With -q it does not say again which installed binaries it takes or leaves, and why.
 need() {
@@ -270,10 +279,16 @@ need() {
 	# In the background so that Ctrl-C and `make demo-stop` interrupt the wait at once; the
 	# build carries the mark, so stopping the demo stops it too.
 	env "$MARK" BIN_DIR="$BIN" "$ROOT/tools/build.sh" "${missing[@]}" </dev/null &
-	wait $! || die "tools/build.sh ${missing[*]} failed"
+	if ! wait $!; then
+		echo "demo: tools/build.sh ${missing[*]} failed (see above)" >&2
+		return 1
+	fi
 	for name in "${missing[@]}"; do
 		BINS[$name]="$BIN/$name"
-		[ -x "${BINS[$name]}" ] || die "tools/build.sh did not build $BIN/$name"
+		if [ ! -x "${BINS[$name]}" ]; then
+			echo "demo: tools/build.sh did not build $BIN/$name" >&2
+			return 1
+		fi
 	done
 }
 
@@ -430,7 +445,7 @@ cmd_up() {
 
 	# Stage 1: what needs only etcd and etcd-monitor. Stage 2: the Pushgateway, Alertmanager and
 	# Prometheus, each joining as soon as it is there (found or built), the quickest build first.
-	need etcd etcdctl
+	need etcd etcdctl || die "the demo cannot run without etcd and etcdctl"
 
 	echo "demo: building the log receiver"
 	# The flags of `make build`, so that it reuses the packages the exporter's build compiled.
@@ -522,12 +537,22 @@ EOF
 		[ -e "$DEMO_HOLD_STAGE2" ] || die "$DEMO_HOLD_STAGE2 did not appear within 10 minutes"
 	fi
 
+	# A stage 2 tool that cannot be built or started is a warning: what runs keeps running.
+	local without=()
 	for name in pushgateway alertmanager prometheus; do
 		if [ -z "${STARTED[$name]:-}" ]; then
-			need -q "$name"
+			if ! need -q "$name"; then
+				echo "demo: warning: ${TITLE[$name]} could not be built; the demo goes on without it" >&2
+				without+=("${TITLE[$name]}")
+				continue
+			fi
 			start_follower "$name"
 		fi
-		wait_ready "$name" "${FOLLOWER_PORT[$name]}" /-/ready
+		if ! await "$name" "${FOLLOWER_PORT[$name]}" /-/ready; then
+			echo "demo: warning: $AWAIT_ERR; the demo goes on without ${TITLE[$name]}" >&2
+			without+=("${TITLE[$name]}")
+			continue
+		fi
 		case "$name" in
 		pushgateway)
 			echo "demo: the Pushgateway is up (at ${SECONDS}s): http://127.0.0.1:$PUSHGATEWAY_PORT"
@@ -546,7 +571,11 @@ EOF
 			;;
 		esac
 	done
-	echo "demo: the full stack is up (ready in ${SECONDS}s); alerts are printed below as they arrive"
+	if [ ${#without[@]} -eq 0 ]; then
+		echo "demo: the full stack is up (ready in ${SECONDS}s); alerts are printed below as they arrive"
+	else
+		echo "demo: up without ${without[*]} (at ${SECONDS}s); the rest keeps running until Ctrl-C or make demo-stop"
+	fi
 	wait "$TAIL_PID"
 }
 

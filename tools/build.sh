@@ -14,7 +14,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/tools"
 BIN="${BIN_DIR:-$ROOT/bin}"
-mkdir -p "$BIN"
 
 export CGO_ENABLED=0
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
@@ -90,6 +89,8 @@ if [ "${1:-}" = --typical ]; then
 	if [ -n "${TYPICAL[${2:-}]:-}" ]; then human "${TYPICAL[$2]}"; else echo "unmeasured"; fi
 	exit 0
 fi
+
+mkdir -p "$BIN"
 
 # Which tools to build: the arguments, each checked against the table, or all of them.
 known="$(while IFS='|' read -r name _; do if [ -n "$name" ]; then echo "$name"; fi; done <<<"$TABLE")"

@@ -698,3 +698,50 @@ func TestDemoUsesInstalledTools(t *testing.T) {
 		}
 	})
 }
+
+// TestDemoGoesOnWithoutAFailedBuild: a stage 2 tool whose build fails (here the Pushgateway, with
+// a BIN_DIR that cannot be created) is a warning: the cluster, the exporter, Alertmanager and
+// Prometheus keep running and the demo says what it runs without; Ctrl-C still stops it cleanly.
+func TestDemoGoesOnWithoutAFailedBuild(t *testing.T) {
+	bins := pinnedBinaries(t)
+	delete(bins, BinPushgateway)
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDemo(t, bins, "BIN_DIR="+filepath.Join(notDir, "bin"), "DEMO_USE_INSTALLED=0")
+	d.waitOutput(demoRunTimeout, "demo: up without Pushgateway")
+	out := d.output()
+	for _, want := range []string{demoBanner, "demo: tools/build.sh pushgateway failed", "demo: warning: Pushgateway could not be built; the demo goes on without it", demoAM, demoPrometheus} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, demoFull) {
+		t.Errorf("demo says the full stack is up without the Pushgateway:\n%s", out)
+	}
+	for _, u := range []string{
+		fmt.Sprintf("http://127.0.0.1:%d/metrics", d.port("etcd-monitor")),
+		fmt.Sprintf("http://127.0.0.1:%d/-/ready", d.port("prometheus")),
+		fmt.Sprintf("http://127.0.0.1:%d/-/ready", d.port("alertmanager")),
+	} {
+		if code, _, err := httpGet(context.Background(), u); err != nil || code != 200 {
+			t.Errorf("%s: %d %v after the failed build", u, code, err)
+		}
+	}
+	if err := syscall.Kill(-d.cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.done:
+		d.done <- err
+		if err != nil {
+			t.Errorf("demo exited with %v after SIGINT", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("demo still running a minute after SIGINT")
+	}
+	if left := d.demoPids(); len(left) != 0 {
+		t.Errorf("processes naming %s remain after SIGINT: %v", d.state, left)
+	}
+}
