@@ -217,8 +217,11 @@ find_bin() {
 		echo "${!var}"
 		return 0
 	fi
-	if [ -x "$BIN/$name" ]; then
-		echo "$BIN/$name"
+	# make build writes the exporter into <repo>/bin whatever BIN_DIR says.
+	local dir="$BIN"
+	[ "$name" != etcd-monitor ] || dir="$ROOT/bin"
+	if [ -x "$dir/$name" ]; then
+		echo "$dir/$name"
 		return 0
 	fi
 	[ "${DEMO_USE_INSTALLED:-1}" != 0 ] || return 0
