@@ -395,6 +395,22 @@ cmd_restart_member() {
 	echo "demo: $name is back"
 }
 
+# cmd_snapshot takes a verified snapshot into the demo's backups directory (the exporter's backup
+# collector watches it) and pushes the outcome when the Pushgateway is up; the five newest are kept.
+cmd_snapshot() {
+	[ -f "$STATE/$MARKER_FILE" ] || die "no demo in $STATE"
+	BINS[etcd-monitor]="$(find_bin etcd-monitor ETCD_MONITOR_BIN)"
+	[ -n "${BINS[etcd-monitor]}" ] || die "bin/etcd-monitor not found; run: make build"
+	local push=()
+	if http_ok 127.0.0.1 "$PUSHGATEWAY_PORT" /-/ready; then
+		push=(--pushgateway.url="http://127.0.0.1:$PUSHGATEWAY_PORT")
+	fi
+	mkdir -p "$STATE/backups" "$STATE/logs"
+	env "$MARK" "${BINS[etcd-monitor]}" snapshot save --etcd.endpoints="$ENDPOINTS" --dir="$STATE/backups" \
+		--cluster=demo --keep=5 "${push[@]}" 2>&1 </dev/null | tee -a "$STATE/logs/snapshot.log"
+	return "${PIPESTATUS[0]}"
+}
+
 cleanup_on_exit() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -484,9 +500,11 @@ EOF
 		[ -z "${BINS[$name]}" ] || [ -n "${DEMO_HOLD_STAGE2:-}" ] || start_follower "$name"
 	done
 	start logreceiver "$STATE/bin/logreceiver" --web.listen-address="127.0.0.1:$LOGRECEIVER_PORT"
+	mkdir -p "$STATE/backups"
 	start etcd-monitor "${BINS[etcd-monitor]}" \
 		--etcd.endpoints="$ENDPOINTS" \
-		--web.listen-address="127.0.0.1:$EXPORTER_PORT"
+		--web.listen-address="127.0.0.1:$EXPORTER_PORT" \
+		--collector.backup --backup.dir="$STATE/backups"
 	for i in 0 1 2; do wait_ready "etcd-$i" "${CLIENT_PORTS[i]}" /health; done
 	wait_ready logreceiver "$LOGRECEIVER_PORT" /-/healthy
 	wait_ready etcd-monitor "$EXPORTER_PORT" /metrics
@@ -522,6 +540,7 @@ before sending a new group):
   3. fill the quota    -> EtcdNoSpaceAlarm at once (critical, pagerduty):
        for i in \$(seq 40); do head -c 1000000 /dev/zero | tr '\\0' x | ${BINS[etcdctl]} $c put /demo-fill/\$i >/dev/null || break; done
 Bring a member back:  ${envs}$ROOT/scripts/demo.sh restart-member etcd-2
+Take a backup:        ${envs}$ROOT/scripts/demo.sh snapshot  (verified, pushed; its age is on the overview dashboard)
 Start afresh:         stop, then make demo again (the state directory is recreated)
 Stop everything:      Ctrl-C here, or ${envs}make demo-stop
 ================================================================================================
@@ -565,6 +584,8 @@ EOF
 				--pushgateway.url="http://127.0.0.1:$PUSHGATEWAY_PORT" 2>&1 </dev/null | tee "$STATE/logs/benchmark.log"; then
 				echo "demo: warning: the benchmark failed (see $STATE/logs/benchmark.log); the rest of the demo runs" >&2
 			fi
+			echo "demo: first backup (etcd-monitor snapshot save --dir $STATE/backups)"
+			cmd_snapshot || echo "demo: warning: the backup failed (see $STATE/logs/snapshot.log); the rest of the demo runs" >&2
 			;;
 		alertmanager)
 			echo "demo: Alertmanager is up (at ${SECONDS}s): http://127.0.0.1:$ALERTMANAGER_PORT"
@@ -586,5 +607,6 @@ case "${1:-up}" in
 up) cmd_up ;;
 stop) cmd_stop ;;
 restart-member) cmd_restart_member "${2:-}" ;;
-*) die "unknown command ${1} (up, stop, restart-member NAME)" ;;
+snapshot) cmd_snapshot ;;
+*) die "unknown command ${1} (up, stop, restart-member NAME, snapshot)" ;;
 esac

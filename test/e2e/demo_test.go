@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -457,6 +458,36 @@ func (d *demoRun) waitReady(timeout time.Duration) {
 			}
 		}
 		return false, fmt.Sprintf("%d groups, no etcd_benchmark_* with run=demo", len(r.Data))
+	})
+
+	// The first backup: verified and pushed (job etcd_backup, cluster demo), and its file's age is
+	// in Prometheus from the exporter's backup collector, which the overview dashboard reads.
+	Eventually(t, timeout, "the first backup's outcome in the Pushgateway", func() (bool, string) {
+		code, body, err := httpGet(context.Background(), fmt.Sprintf("http://127.0.0.1:%d/metrics", d.port("pushgateway")))
+		if err != nil || code != 200 {
+			return false, fmt.Sprintf("%d %v", code, err)
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "etcd_backup_verification{") && strings.Contains(line, `cluster="demo"`) &&
+				strings.Contains(line, `job="etcd_backup"`) && strings.Contains(line, `result="verified"`) && strings.HasSuffix(line, " 1") {
+				return true, ""
+			}
+		}
+		return false, "no etcd_backup_verification{cluster=\"demo\",result=\"verified\"} 1"
+	})
+	Eventually(t, timeout, "the backup's freshness in Prometheus", func() (bool, string) {
+		var r struct {
+			Data struct {
+				Result []struct {
+					Value []any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		q := prom + "/api/v1/query?query=" + url.QueryEscape(`time() - etcd_monitor_backup_newest_file_timestamp_seconds and etcd_monitor_backup_files >= 1`)
+		if err := getJSON(q, &r); err != nil {
+			return false, err.Error()
+		}
+		return len(r.Data.Result) == 1, fmt.Sprintf("%+v", r.Data.Result)
 	})
 }
 
