@@ -1,0 +1,305 @@
+package certcheck
+
+import (
+	"context"
+	"crypto/x509"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/certgen"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// pki is a test cluster's certificates: one CA signs the members' client (serving) and peer
+// certificates and the exporter's client certificate, as kubeadm's etcd CA does.
+type pki struct {
+	dir                       string
+	ca                        *certgen.CA
+	caFile                    string
+	clientCert, clientKey     string
+	serving, peer             []certgen.Issued
+	servingFiles, peerFiles   []etcdtest.TLSFiles
+	servingAfter, peerAfter   time.Time
+	servingSerial, peerSerial int64
+}
+
+// day truncates to the second, as certificates store their validity.
+func at(d time.Duration) time.Time { return time.Now().Add(d).Truncate(time.Second) }
+
+func newPKI(t *testing.T, members int) *pki {
+	t.Helper()
+	p := &pki{dir: t.TempDir(), servingAfter: at(3 * 24 * time.Hour), peerAfter: at(5 * 24 * time.Hour)}
+	p.ca = certgen.NewCA(t, "etcd-ca", 1, at(-time.Hour), at(10*365*24*time.Hour))
+	p.caFile = filepath.Join(p.dir, "ca.pem")
+	certgen.WriteFile(t, p.caFile, p.ca.PEM)
+	p.clientCert, p.clientKey = p.ca.Issue(t, certgen.Spec{
+		CommonName: "etcd-monitor", Serial: 2, NotBefore: at(-time.Hour), NotAfter: at(30 * 24 * time.Hour),
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}).Write(t, p.dir, "client")
+	for i := range members {
+		s := p.ca.Issue(t, certgen.Spec{
+			CommonName: "etcd-server", Serial: int64(100 + i), NotBefore: at(-time.Hour), NotAfter: p.servingAfter,
+			Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: certgen.Loopback,
+		})
+		pe := p.ca.Issue(t, certgen.Spec{
+			CommonName: "etcd-peer", Serial: int64(200 + i), NotBefore: at(-time.Hour), NotAfter: p.peerAfter,
+			Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IPs: certgen.Loopback,
+		})
+		sc, sk := s.Write(t, p.dir, "server"+string(rune('0'+i)))
+		pc, pk := pe.Write(t, p.dir, "peer"+string(rune('0'+i)))
+		p.serving, p.peer = append(p.serving, s), append(p.peer, pe)
+		p.servingFiles = append(p.servingFiles, etcdtest.TLSFiles{CertFile: sc, KeyFile: sk, TrustedCAFile: p.caFile})
+		p.peerFiles = append(p.peerFiles, etcdtest.TLSFiles{CertFile: pc, KeyFile: pk, TrustedCAFile: p.caFile})
+	}
+	return p
+}
+
+func (p *pki) start(t *testing.T, members int) *etcdtest.Cluster {
+	t.Helper()
+	return etcdtest.Start(t, members, etcdtest.WithTLS(
+		func(i int) etcdtest.TLSFiles { return p.servingFiles[i] },
+		func(i int) etcdtest.TLSFiles { return p.peerFiles[i] },
+	))
+}
+
+func targetsOf(t *testing.T, c *etcdtest.Cluster) []Target {
+	t.Helper()
+	var out []Target
+	for _, m := range c.Members {
+		for _, u := range []struct{ l, url string }{{ListenerClient, m.ClientURL}, {ListenerPeer, m.PeerURL()}} {
+			tg, ok := TargetFor(m.ID(), m.Name, u.l, u.url, "", true)
+			if !ok {
+				t.Fatalf("no target for %s", u.url)
+			}
+			out = append(out, tg)
+		}
+	}
+	return out
+}
+
+// TestReadChainClientAndPeer reads the exact certificates served on a member's client and peer
+// listeners, both of which require a client certificate the reader does not have.
+func TestReadChainClientAndPeer(t *testing.T) {
+	p := newPKI(t, 1)
+	c := p.start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, tg := range targetsOf(t, c) {
+		chain, err := ReadChain(ctx, tg.Address, tg.ServerName)
+		if err != nil {
+			t.Fatalf("%s: %v", tg.Listener, err)
+		}
+		want := p.serving[0].Cert
+		if tg.Listener == ListenerPeer {
+			want = p.peer[0].Cert
+		}
+		if len(chain) != 1 || !chain[0].NotAfter.Equal(want.NotAfter) || chain[0].SerialNumber.Cmp(want.SerialNumber) != 0 {
+			t.Errorf("%s listener: got %d certificates, first serial %v not after %v; want serial %v not after %v",
+				tg.Listener, len(chain), chain[0].SerialNumber, chain[0].NotAfter, want.SerialNumber, want.NotAfter)
+		}
+	}
+}
+
+// TestCheckerSeesRenewalInPlace: certificate files replaced on a running member are what the next
+// check reports, and not before it.
+func TestCheckerSeesRenewalInPlace(t *testing.T) {
+	p := newPKI(t, 1)
+	c := p.start(t, 1)
+	const interval = 300 * time.Millisecond
+	ch := New(Config{Interval: interval, CAFile: p.caFile, CertFile: p.clientCert})
+	defer ch.Close()
+	targets := targetsOf(t, c)
+	result := func() *Result {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r := ch.Result(ctx, targets)
+		if r == nil {
+			t.Fatal("no result")
+		}
+		return r
+	}
+	serials := func(r *Result) (client, peer int64) {
+		for _, l := range r.Listeners {
+			if l.Err != nil {
+				t.Fatalf("%s: %v", l.Listener, l.Err)
+			}
+			if l.Verification != Verified {
+				t.Errorf("%s: not verified: %v", l.Listener, l.VerifyErr)
+			}
+			if l.Listener == ListenerClient {
+				client = l.Chain[0].SerialNumber.Int64()
+			} else {
+				peer = l.Chain[0].SerialNumber.Int64()
+			}
+		}
+		return client, peer
+	}
+	first := result()
+	if cs, ps := serials(first); cs != 100 || ps != 200 {
+		t.Fatalf("serials before renewal %d, %d; want 100, 200", cs, ps)
+	}
+
+	renewedAfter := at(90 * 24 * time.Hour)
+	p.ca.Issue(t, certgen.Spec{
+		CommonName: "etcd-server", Serial: 300, NotBefore: at(-time.Minute), NotAfter: renewedAfter,
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: certgen.Loopback,
+	}).Write(t, p.dir, "server0")
+	p.ca.Issue(t, certgen.Spec{
+		CommonName: "etcd-peer", Serial: 400, NotBefore: at(-time.Minute), NotAfter: renewedAfter,
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IPs: certgen.Loopback,
+	}).Write(t, p.dir, "peer0")
+
+	if r := result(); r != first {
+		t.Error("a result younger than the interval was not served as is")
+	}
+	time.Sleep(interval)
+	second := result()
+	if cs, ps := serials(second); cs != 300 || ps != 400 {
+		t.Errorf("serials after renewal %d, %d; want 300, 400", cs, ps)
+	}
+	for _, l := range second.Listeners {
+		if !l.Chain[0].NotAfter.Equal(renewedAfter) {
+			t.Errorf("%s: not after %v, want %v", l.Listener, l.Chain[0].NotAfter, renewedAfter)
+		}
+	}
+	if !second.Time.After(first.Time) {
+		t.Errorf("check time did not move: %v then %v", first.Time, second.Time)
+	}
+}
+
+// TestVerification: a chain verifies only against the CA that signed it and for a name it holds.
+func TestVerification(t *testing.T) {
+	p := newPKI(t, 1)
+	c := p.start(t, 1)
+	other := certgen.NewCA(t, "other-ca", 9, at(-time.Hour), at(time.Hour))
+	otherFile := filepath.Join(t.TempDir(), "other.pem")
+	certgen.WriteFile(t, otherFile, other.PEM)
+	client := targetsOf(t, c)[0]
+	wrongName := client
+	wrongName.ServerName = "etcd.example.com"
+
+	cases := []struct {
+		name   string
+		cfg    Config
+		target Target
+		want   Verification
+		file   Verification
+	}{
+		{"right CA", Config{CAFile: p.caFile, CertFile: p.clientCert}, client, Verified, Verified},
+		{"other CA", Config{CAFile: otherFile, CertFile: p.clientCert}, client, NotVerified, NotVerified},
+		{"name not in certificate", Config{CAFile: p.caFile, CertFile: p.clientCert}, wrongName, NotVerified, Verified},
+		{"verification off", Config{SkipVerify: true, CertFile: p.clientCert}, client, VerifySkipped, VerifySkipped},
+	}
+	for _, tc := range cases {
+		ch := New(tc.cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r := ch.Result(ctx, []Target{tc.target})
+		cancel()
+		ch.Close()
+		if r == nil || r.Listeners[0].Err != nil {
+			t.Fatalf("%s: %+v", tc.name, r)
+		}
+		if got := r.Listeners[0].Verification; got != tc.want {
+			t.Errorf("%s: chain verification %v (%v), want %v", tc.name, got, r.Listeners[0].VerifyErr, tc.want)
+		}
+		if got := r.Files[0].Verification; r.Files[0].Kind != FileCert || got != tc.file {
+			t.Errorf("%s: %s file verification %v (%v), want %v", tc.name, r.Files[0].Kind, got, r.Files[0].VerifyErr, tc.file)
+		}
+	}
+}
+
+// TestEarliestInChain: an intermediate that expires before the leaf is the chain's earliest.
+func TestEarliestInChain(t *testing.T) {
+	p := newPKI(t, 1)
+	inter := p.ca.Intermediate(t, "etcd-intermediate", 50, at(-time.Hour), at(2*24*time.Hour))
+	s := inter.Issue(t, certgen.Spec{
+		CommonName: "etcd-server", Serial: 101, NotBefore: at(-time.Hour), NotAfter: at(20 * 24 * time.Hour),
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: certgen.Loopback,
+	})
+	s.Write(t, p.dir, "server0")
+	c := p.start(t, 1)
+	ch := New(Config{CAFile: p.caFile})
+	defer ch.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r := ch.Result(ctx, targetsOf(t, c)[:1])
+	l := r.Listeners[0]
+	if l.Err != nil || len(l.Chain) != 2 {
+		t.Fatalf("chain %d certificates, %v", len(l.Chain), l.Err)
+	}
+	if e := Earliest(l.Chain); !e.NotAfter.Equal(inter.Cert.NotAfter) || e.Subject.CommonName != "etcd-intermediate" {
+		t.Errorf("earliest %s %v, want the intermediate's %v", e.Subject.CommonName, e.NotAfter, inter.Cert.NotAfter)
+	}
+	if l.Verification != Verified {
+		t.Errorf("chain through the intermediate does not verify: %v", l.VerifyErr)
+	}
+}
+
+// TestCheckBoundedByDeadline: a listener that accepts connections and never answers costs the
+// caller's deadline, not more, and leaves no goroutine behind once the checker is closed.
+func TestCheckBoundedByDeadline(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 4)
+	go func() {
+		for range 4 {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	tg, _ := TargetFor(1, "hung", ListenerClient, l.Addr().String(), "", true)
+	ch := New(Config{SkipVerify: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	start := time.Now()
+	r := ch.Result(ctx, []Target{tg})
+	cancel()
+	elapsed := time.Since(start)
+	if elapsed > 3*time.Second {
+		t.Errorf("Result took %v under a 300ms deadline", elapsed)
+	}
+	// The caller may return at its deadline a moment before the check stores its result.
+	if r != nil && r.Listeners[0].Err == nil {
+		t.Errorf("a hung listener gave a chain: %+v", r.Listeners[0])
+	}
+	ch.Close()
+	_ = l.Close()
+	close(held)
+	for c := range held {
+		_ = c.Close()
+	}
+	goleak.VerifyNone(t, ignore)
+}
+
+// TestTargetFor: plain-text URLs have no certificate; a bare host:port follows the TLS setting.
+func TestTargetFor(t *testing.T) {
+	for _, tc := range []struct {
+		url    string
+		tls    bool
+		ok     bool
+		server string
+	}{
+		{"https://10.0.0.1:2379", false, true, "10.0.0.1"},
+		{"http://10.0.0.1:2379", true, false, ""},
+		{"10.0.0.1:2379", true, true, "10.0.0.1"},
+		{"10.0.0.1:2379", false, false, ""},
+		{"unix://etcd.sock", true, false, ""},
+	} {
+		tg, ok := TargetFor(1, "m", ListenerClient, tc.url, "", tc.tls)
+		if ok != tc.ok || tg.ServerName != tc.server {
+			t.Errorf("TargetFor(%q, tls=%v) = %+v, %v", tc.url, tc.tls, tg, ok)
+		}
+	}
+	if tg, _ := TargetFor(1, "m", ListenerClient, "https://10.0.0.1:2379", "etcd.example.com", false); tg.ServerName != "etcd.example.com" {
+		t.Errorf("server name override ignored: %+v", tg)
+	}
+}
