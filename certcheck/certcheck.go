@@ -150,6 +150,10 @@ type Config struct {
 	SkipVerify bool
 	// DefaultTimeout bounds a check started by a caller whose context has no deadline.
 	DefaultTimeout time.Duration
+	// ServerName overrides the name client listeners are verified for (--etcd.tls.server-name);
+	// TLS says whether a configured endpoint without a scheme is TLS.
+	ServerName string
+	TLS        bool
 	// Fallback are the targets checked when a caller knows none and no check was made yet (the
 	// configured endpoints, when no member list could be read: an expired certificate is one cause).
 	Fallback []Target
@@ -182,6 +186,23 @@ func New(cfg Config) *Checker {
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Checker{cfg: cfg, base: base, stop: stop}
+}
+
+// ClientTarget is the target of a member's client listener at url, the one the exporter uses; false
+// when url is plain text.
+func (c *Checker) ClientTarget(id uint64, member, url string) (Target, bool) {
+	return TargetFor(id, member, ListenerClient, url, c.cfg.ServerName, c.cfg.TLS)
+}
+
+// PeerTarget is the target of a member's peer listener: its first https peer URL, verified for the
+// URL's host as the member's peers do; false when it has none.
+func (c *Checker) PeerTarget(id uint64, member string, urls []string) (Target, bool) {
+	for _, u := range urls {
+		if t, ok := TargetFor(id, member, ListenerPeer, u, "", false); ok {
+			return t, true
+		}
+	}
+	return Target{}, false
 }
 
 // Close stops a check in flight and waits for it; Result then serves the last result only.

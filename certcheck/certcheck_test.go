@@ -2,7 +2,6 @@ package certcheck
 
 import (
 	"context"
-	"crypto/x509"
 	"net"
 	"path/filepath"
 	"testing"
@@ -14,56 +13,19 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
-// pki is a test cluster's certificates: one CA signs the members' client (serving) and peer
-// certificates and the exporter's client certificate, as kubeadm's etcd CA does.
-type pki struct {
-	dir                       string
-	ca                        *certgen.CA
-	caFile                    string
-	clientCert, clientKey     string
-	serving, peer             []certgen.Issued
-	servingFiles, peerFiles   []etcdtest.TLSFiles
-	servingAfter, peerAfter   time.Time
-	servingSerial, peerSerial int64
-}
+var (
+	servingAfter = certgen.At(3 * 24 * time.Hour)
+	peerAfter    = certgen.At(5 * 24 * time.Hour)
+)
 
-// day truncates to the second, as certificates store their validity.
-func at(d time.Duration) time.Time { return time.Now().Add(d).Truncate(time.Second) }
+func at(d time.Duration) time.Time { return certgen.At(d) }
 
-func newPKI(t *testing.T, members int) *pki {
+// newPKI: member i serves serial 100+i until servingAfter and peers with serial 200+i until peerAfter.
+func newPKI(t *testing.T, members int) *certgen.EtcdPKI {
 	t.Helper()
-	p := &pki{dir: t.TempDir(), servingAfter: at(3 * 24 * time.Hour), peerAfter: at(5 * 24 * time.Hour)}
-	p.ca = certgen.NewCA(t, "etcd-ca", 1, at(-time.Hour), at(10*365*24*time.Hour))
-	p.caFile = filepath.Join(p.dir, "ca.pem")
-	certgen.WriteFile(t, p.caFile, p.ca.PEM)
-	p.clientCert, p.clientKey = p.ca.Issue(t, certgen.Spec{
-		CommonName: "etcd-monitor", Serial: 2, NotBefore: at(-time.Hour), NotAfter: at(30 * 24 * time.Hour),
-		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}).Write(t, p.dir, "client")
-	for i := range members {
-		s := p.ca.Issue(t, certgen.Spec{
-			CommonName: "etcd-server", Serial: int64(100 + i), NotBefore: at(-time.Hour), NotAfter: p.servingAfter,
-			Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: certgen.Loopback,
-		})
-		pe := p.ca.Issue(t, certgen.Spec{
-			CommonName: "etcd-peer", Serial: int64(200 + i), NotBefore: at(-time.Hour), NotAfter: p.peerAfter,
-			Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IPs: certgen.Loopback,
-		})
-		sc, sk := s.Write(t, p.dir, "server"+string(rune('0'+i)))
-		pc, pk := pe.Write(t, p.dir, "peer"+string(rune('0'+i)))
-		p.serving, p.peer = append(p.serving, s), append(p.peer, pe)
-		p.servingFiles = append(p.servingFiles, etcdtest.TLSFiles{CertFile: sc, KeyFile: sk, TrustedCAFile: p.caFile})
-		p.peerFiles = append(p.peerFiles, etcdtest.TLSFiles{CertFile: pc, KeyFile: pk, TrustedCAFile: p.caFile})
-	}
-	return p
-}
-
-func (p *pki) start(t *testing.T, members int) *etcdtest.Cluster {
-	t.Helper()
-	return etcdtest.Start(t, members, etcdtest.WithTLS(
-		func(i int) etcdtest.TLSFiles { return p.servingFiles[i] },
-		func(i int) etcdtest.TLSFiles { return p.peerFiles[i] },
-	))
+	return certgen.NewEtcdPKI(t, members,
+		func(i int) certgen.Spec { return certgen.ServingSpec(int64(100+i), at(-time.Hour), servingAfter) },
+		func(i int) certgen.Spec { return certgen.PeerSpec(int64(200+i), at(-time.Hour), peerAfter) })
 }
 
 func targetsOf(t *testing.T, c *etcdtest.Cluster) []Target {
@@ -85,7 +47,7 @@ func targetsOf(t *testing.T, c *etcdtest.Cluster) []Target {
 // listeners, both of which require a client certificate the reader does not have.
 func TestReadChainClientAndPeer(t *testing.T) {
 	p := newPKI(t, 1)
-	c := p.start(t, 1)
+	c := p.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, tg := range targetsOf(t, c) {
@@ -93,9 +55,9 @@ func TestReadChainClientAndPeer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tg.Listener, err)
 		}
-		want := p.serving[0].Cert
+		want := p.Serving[0].Cert
 		if tg.Listener == ListenerPeer {
-			want = p.peer[0].Cert
+			want = p.Peer[0].Cert
 		}
 		if len(chain) != 1 || !chain[0].NotAfter.Equal(want.NotAfter) || chain[0].SerialNumber.Cmp(want.SerialNumber) != 0 {
 			t.Errorf("%s listener: got %d certificates, first serial %v not after %v; want serial %v not after %v",
@@ -108,9 +70,9 @@ func TestReadChainClientAndPeer(t *testing.T) {
 // check reports, and not before it.
 func TestCheckerSeesRenewalInPlace(t *testing.T) {
 	p := newPKI(t, 1)
-	c := p.start(t, 1)
+	c := p.Start(t)
 	const interval = 300 * time.Millisecond
-	ch := New(Config{Interval: interval, CAFile: p.caFile, CertFile: p.clientCert})
+	ch := New(Config{Interval: interval, CAFile: p.CAFile, CertFile: p.ClientCert})
 	defer ch.Close()
 	targets := targetsOf(t, c)
 	result := func() *Result {
@@ -144,14 +106,8 @@ func TestCheckerSeesRenewalInPlace(t *testing.T) {
 	}
 
 	renewedAfter := at(90 * 24 * time.Hour)
-	p.ca.Issue(t, certgen.Spec{
-		CommonName: "etcd-server", Serial: 300, NotBefore: at(-time.Minute), NotAfter: renewedAfter,
-		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: certgen.Loopback,
-	}).Write(t, p.dir, "server0")
-	p.ca.Issue(t, certgen.Spec{
-		CommonName: "etcd-peer", Serial: 400, NotBefore: at(-time.Minute), NotAfter: renewedAfter,
-		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IPs: certgen.Loopback,
-	}).Write(t, p.dir, "peer0")
+	p.CA.Issue(t, certgen.ServingSpec(300, at(-time.Minute), renewedAfter)).Write(t, p.Dir, "server0")
+	p.CA.Issue(t, certgen.PeerSpec(400, at(-time.Minute), renewedAfter)).Write(t, p.Dir, "peer0")
 
 	if r := result(); r != first {
 		t.Error("a result younger than the interval was not served as is")
@@ -174,7 +130,7 @@ func TestCheckerSeesRenewalInPlace(t *testing.T) {
 // TestVerification: a chain verifies only against the CA that signed it and for a name it holds.
 func TestVerification(t *testing.T) {
 	p := newPKI(t, 1)
-	c := p.start(t, 1)
+	c := p.Start(t)
 	other := certgen.NewCA(t, "other-ca", 9, at(-time.Hour), at(time.Hour))
 	otherFile := filepath.Join(t.TempDir(), "other.pem")
 	certgen.WriteFile(t, otherFile, other.PEM)
@@ -189,10 +145,10 @@ func TestVerification(t *testing.T) {
 		want   Verification
 		file   Verification
 	}{
-		{"right CA", Config{CAFile: p.caFile, CertFile: p.clientCert}, client, Verified, Verified},
-		{"other CA", Config{CAFile: otherFile, CertFile: p.clientCert}, client, NotVerified, NotVerified},
-		{"name not in certificate", Config{CAFile: p.caFile, CertFile: p.clientCert}, wrongName, NotVerified, Verified},
-		{"verification off", Config{SkipVerify: true, CertFile: p.clientCert}, client, VerifySkipped, VerifySkipped},
+		{"right CA", Config{CAFile: p.CAFile, CertFile: p.ClientCert}, client, Verified, Verified},
+		{"other CA", Config{CAFile: otherFile, CertFile: p.ClientCert}, client, NotVerified, NotVerified},
+		{"name not in certificate", Config{CAFile: p.CAFile, CertFile: p.ClientCert}, wrongName, NotVerified, Verified},
+		{"verification off", Config{SkipVerify: true, CertFile: p.ClientCert}, client, VerifySkipped, VerifySkipped},
 	}
 	for _, tc := range cases {
 		ch := New(tc.cfg)
@@ -215,14 +171,10 @@ func TestVerification(t *testing.T) {
 // TestEarliestInChain: an intermediate that expires before the leaf is the chain's earliest.
 func TestEarliestInChain(t *testing.T) {
 	p := newPKI(t, 1)
-	inter := p.ca.Intermediate(t, "etcd-intermediate", 50, at(-time.Hour), at(2*24*time.Hour))
-	s := inter.Issue(t, certgen.Spec{
-		CommonName: "etcd-server", Serial: 101, NotBefore: at(-time.Hour), NotAfter: at(20 * 24 * time.Hour),
-		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: certgen.Loopback,
-	})
-	s.Write(t, p.dir, "server0")
-	c := p.start(t, 1)
-	ch := New(Config{CAFile: p.caFile})
+	inter := p.CA.Intermediate(t, "etcd-intermediate", 50, at(-time.Hour), at(2*24*time.Hour))
+	inter.Issue(t, certgen.ServingSpec(101, at(-time.Hour), at(20*24*time.Hour))).Write(t, p.Dir, "server0")
+	c := p.Start(t)
+	ch := New(Config{CAFile: p.CAFile})
 	defer ch.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
