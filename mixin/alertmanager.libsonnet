@@ -54,7 +54,7 @@
         // Tiered alerts (quota, disk latency, gRPC errors): only the highest tier notifies.
         source_matchers: ['severity="critical"'],
         target_matchers: ['severity=~"warning|info"'],
-        equal: ['alertname', cl, 'instance', 'member_id', 'To', 'grpc_method'],
+        equal: ['alertname', cl, 'instance', 'member_id', 'To', 'grpc_method', 'listener', 'file'],
       },
       {
         source_matchers: ['severity="warning"'],
