@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/etcd-monitor/etcd-monitor/certcheck"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
@@ -24,6 +25,12 @@ type Collector interface {
 	// Update sends metrics for s. An error means the collector's inputs were not obtained; it is
 	// reported as etcd_monitor_scrape_collector_success 0.
 	Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error
+}
+
+// contextCollector is a collector whose facts are not all in the snapshot (certificates are read on
+// a schedule of their own): it gets the scrape's context, whose deadline bounds it, and the exporter.
+type contextCollector interface {
+	UpdateContext(ctx context.Context, e *Exporter, s *snapshot.Snapshot, ch chan<- prometheus.Metric) error
 }
 
 // phase says which part of taking the snapshot a collector's data came from, so that its
@@ -77,6 +84,8 @@ type Exporter struct {
 	names      []string
 	collectors map[string]Collector
 	needs      snapshot.Needs
+	// certs reads the certificates for the certificates collector (WithCertificates).
+	certs *certcheck.Checker
 
 	upDesc       *prometheus.Desc
 	durationDesc *prometheus.Desc
@@ -143,6 +152,11 @@ func (e *Exporter) Scrape(ctx context.Context) prometheus.Collector {
 
 // Collect emits the metrics for a snapshot already taken (by the status API or check command).
 func (e *Exporter) Collect(s *snapshot.Snapshot, ch chan<- prometheus.Metric) {
+	e.CollectContext(context.Background(), s, ch)
+}
+
+// CollectContext is Collect for collectors that read more than the snapshot under ctx's deadline.
+func (e *Exporter) CollectContext(ctx context.Context, s *snapshot.Snapshot, ch chan<- prometheus.Metric) {
 	up := 0.0
 	if s.Up() {
 		up = 1
@@ -153,7 +167,12 @@ func (e *Exporter) Collect(s *snapshot.Snapshot, ch chan<- prometheus.Metric) {
 	for _, name := range e.names {
 		wg.Go(func() {
 			start := time.Now()
-			err := e.collectors[name].Update(s, ch)
+			var err error
+			if cc, ok := e.collectors[name].(contextCollector); ok {
+				err = cc.UpdateContext(ctx, e, s, ch)
+			} else {
+				err = e.collectors[name].Update(s, ch)
+			}
 			d := time.Since(start) + phaseDuration(s, factories[name].phase)
 			success := 1.0
 			if err != nil {
@@ -187,7 +206,7 @@ type scrape struct {
 func (*scrape) Describe(chan<- *prometheus.Desc) {}
 
 func (sc *scrape) Collect(ch chan<- prometheus.Metric) {
-	sc.e.Collect(sc.e.taker.Take(sc.ctx, sc.e.needs), ch)
+	sc.e.CollectContext(sc.ctx, sc.e.taker.Take(sc.ctx, sc.e.needs), ch)
 }
 
 // memberLabels are the labels every member series carries.

@@ -30,15 +30,25 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	offset := cmd.Flag("scrape.timeout-offset", "Subtracted from Prometheus' scrape timeout header to leave time to send the answer.").Default("500ms").Duration()
 	probeKey := cmd.Flag("probe.key", "Key the latency probes read (never written).").Default(snapshot.DefaultProbeKey).String()
 	etcd := addEtcdFlags(cmd)
+	certFlags := addCertificateFlags(cmd)
 
 	enabled := map[string]*bool{}
+	// The certificates collector is on by default only when etcd is reached over TLS.
+	var certificatesSet bool
 	for _, c := range collector.Available() {
 		def := "false"
 		state := "disabled"
 		if c.DefaultEnabled {
 			def, state = "true", "enabled"
 		}
-		enabled[c.Name] = cmd.Flag("collector."+c.Name, fmt.Sprintf("Enable the %s collector (default: %s).", c.Name, state)).Default(def).Bool()
+		if c.Name == "certificates" {
+			state = "enabled when etcd is reached over TLS"
+		}
+		f := cmd.Flag("collector."+c.Name, fmt.Sprintf("Enable the %s collector (default: %s).", c.Name, state))
+		if c.Name == "certificates" {
+			f = f.IsSetByUser(&certificatesSet)
+		}
+		enabled[c.Name] = f.Default(def).Bool()
 	}
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
@@ -55,6 +65,12 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if !strings.HasPrefix(*metricsPath, "/") || *metricsPath == "/" {
 			return errors.New("--web.telemetry-path must start with / and not be /")
 		}
+		if err := certFlags.validate(); err != nil {
+			return err
+		}
+		if on := enabled["certificates"]; on != nil && !certificatesSet {
+			*on = conn.UsesTLS()
+		}
 		var names []string
 		for name, on := range enabled {
 			if *on {
@@ -66,7 +82,16 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return err
 		}
 		defer taker.Close()
-		exp, err := collector.New(taker, names, collector.WithLogger(logger))
+		opts := []collector.Option{collector.WithLogger(logger)}
+		if on := enabled["certificates"]; on != nil && *on {
+			checker, err := certFlags.checker(conn)
+			if err != nil {
+				return err
+			}
+			defer checker.Close()
+			opts = append(opts, collector.WithCertificates(checker))
+		}
+		exp, err := collector.New(taker, names, opts...)
 		if err != nil {
 			return err
 		}

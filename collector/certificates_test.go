@@ -1,0 +1,229 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/helpers/templates"
+
+	"github.com/etcd-monitor/etcd-monitor/certcheck"
+	"github.com/etcd-monitor/etcd-monitor/etcdconn"
+	"github.com/etcd-monitor/etcd-monitor/internal/certgen"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
+	"github.com/etcd-monitor/etcd-monitor/snapshot"
+)
+
+// tlsExporter runs the default collectors and the certificates collector against a TLS cluster,
+// the way the exporter command builds them.
+func tlsExporter(t *testing.T, p *certgen.EtcdPKI, c *etcdtest.Cluster) *Exporter {
+	t.Helper()
+	conn := etcdconn.Config{Endpoints: c.Endpoints(), CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey}
+	taker, err := snapshot.NewTaker(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(taker.Close)
+	checker := certcheck.New(certcheck.Config{CAFile: p.CAFile, CertFile: p.ClientCert, TLS: true})
+	t.Cleanup(checker.Close)
+	var names []string
+	for _, i := range Available() {
+		if i.DefaultEnabled || i.Name == "certificates" {
+			names = append(names, i.Name)
+		}
+	}
+	e, err := New(taker, names, WithCertificates(checker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestCertificatesExactNotAfter: three members with client and peer TLS and client-certificate
+// authentication on both; every listener's certificate is reported with its own validity and
+// identity, verified against the CA, and so are the exporter's own files.
+func TestCertificatesExactNotAfter(t *testing.T) {
+	base := certgen.At(0)
+	servingAfter := func(i int) time.Time { return base.Add(time.Duration(3+i) * 24 * time.Hour) }
+	peerAfter := func(i int) time.Time { return base.Add(time.Duration(40+i) * 24 * time.Hour) }
+	notBefore := certgen.At(-2 * time.Hour)
+	p := certgen.NewEtcdPKI(t, 3,
+		func(i int) certgen.Spec { return certgen.ServingSpec(int64(0x100+i), notBefore, servingAfter(i)) },
+		func(i int) certgen.Spec { return certgen.PeerSpec(int64(0x200+i), notBefore, peerAfter(i)) })
+	c := p.Start(t)
+	v := values(t, registryFor(tlsExporter(t, p, c), 10*time.Second))
+
+	for i, m := range c.Members {
+		for _, l := range []struct {
+			listener, serial, cn string
+			after                time.Time
+		}{
+			{"client", fmt.Sprintf("%X", 0x100+i), "etcd-server", servingAfter(i)},
+			{"peer", fmt.Sprintf("%X", 0x200+i), "etcd-peer", peerAfter(i)},
+		} {
+			for _, pos := range []string{"leaf", "earliest"} {
+				labels := fmt.Sprintf(`{certificate=%q,issuer_cn="etcd-ca",listener=%q,member=%q,serial=%q,subject_cn=%q}`, pos, l.listener, m.Name, l.serial, l.cn)
+				if got, want := v["etcd_monitor_certificate_not_after_timestamp_seconds"+labels], float64(l.after.Unix()); got != want {
+					t.Errorf("not_after%s = %v, want %v", labels, got, want)
+				}
+				if got, want := v["etcd_monitor_certificate_not_before_timestamp_seconds"+labels], float64(notBefore.Unix()); got != want {
+					t.Errorf("not_before%s = %v, want %v", labels, got, want)
+				}
+			}
+			for _, name := range []string{"chain_verified", "check_success"} {
+				k := fmt.Sprintf(`etcd_monitor_certificate_%s{listener=%q,member=%q}`, name, l.listener, m.Name)
+				if v[k] != 1 {
+					t.Errorf("%s = %v, want 1", k, v[k])
+				}
+			}
+		}
+	}
+	fileLabels := fmt.Sprintf(`{certificate="leaf",file="cert",issuer_cn="etcd-ca",path=%q,serial="2",subject_cn="etcd-monitor"}`, p.ClientCert)
+	if _, ok := v["etcd_monitor_certificate_file_not_after_timestamp_seconds"+fileLabels]; !ok {
+		t.Errorf("no client certificate file series %s", fileLabels)
+	}
+	if k := fmt.Sprintf(`etcd_monitor_certificate_file_verified{file="cert",path=%q}`, p.ClientCert); v[k] != 1 {
+		t.Errorf("%s = %v, want 1", k, v[k])
+	}
+	caLabels := fmt.Sprintf(`{certificate="earliest",file="ca",issuer_cn="etcd-ca",path=%q,serial="1",subject_cn="etcd-ca"}`, p.CAFile)
+	if got, want := v["etcd_monitor_certificate_file_not_after_timestamp_seconds"+caLabels], float64(p.CA.Cert.NotAfter.Unix()); got != want {
+		t.Errorf("CA file not_after = %v, want %v", got, want)
+	}
+	if v[`etcd_monitor_scrape_collector_success{collector="certificates"}`] != 1 {
+		t.Error("certificates collector failed")
+	}
+	if ts := v["etcd_monitor_certificate_check_timestamp_seconds{}"]; time.Since(time.Unix(int64(ts), 0)) > time.Minute {
+		t.Errorf("check timestamp %v is not the check just made", ts)
+	}
+}
+
+// TestCertificateExpiryAlertFromScrape: a member whose serving certificate expires in three days
+// (of a 30-day lifetime) fires EtcdCertificateExpiringSoon as a warning in promtool, fed with a
+// real scrape; its 5-day peer certificate (of a 5-day lifetime: more than 20% left) fires nothing.
+func TestCertificateExpiryAlertFromScrape(t *testing.T) {
+	promtool := toolbin.Path(t, "promtool", "PROMTOOL")
+	servingAfter := certgen.At(3 * 24 * time.Hour)
+	p := certgen.NewEtcdPKI(t, 1,
+		func(int) certgen.Spec { return certgen.ServingSpec(0x51, certgen.At(-27*24*time.Hour), servingAfter) },
+		func(int) certgen.Spec {
+			return certgen.PeerSpec(0x52, certgen.At(-time.Hour), certgen.At(5*24*time.Hour))
+		})
+	c := p.Start(t)
+	g := registryFor(tlsExporter(t, p, c), 10*time.Second)
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	scraped := time.Now()
+	m := c.Members[0]
+	series := promtoolSeries(mfs, scraped, map[string]string{"job": "etcd-monitor", "instance": "em:9379", "cluster": "c1"})
+	if !strings.Contains(series, "etcd_monitor_certificate_not_after_timestamp_seconds") {
+		t.Fatalf("the scrape has no certificate series:\n%s", series)
+	}
+	member := fmt.Sprintf("%s (%s)", m.Name, snapshot.IDString(m.ID()))
+	// promtool renders $value with humanizeDuration: the remaining time at the 30m evaluation.
+	remaining := servingAfter.Sub(scraped) - 30*time.Minute
+	test := fmt.Sprintf(`rule_files:
+  - %s
+evaluation_interval: 1m
+tests:
+  - name: from a real scrape
+    interval: 1m
+    input_series:
+%s
+    alert_rule_test:
+      - alertname: EtcdCertificateExpiringSoon
+        eval_time: 30m
+        exp_alerts:
+          - exp_labels: { severity: warning, job: etcd-monitor, instance: "em:9379", cluster: c1, member_id: %q, member: %q, listener: client, certificate: earliest, serial: "51", subject_cn: etcd-server, issuer_cn: etcd-ca }
+            exp_annotations:
+              summary: "An etcd certificate expires soon."
+              description: %q
+              runbook_url: "https://github.com/etcd-monitor/etcd-monitor/blob/main/docs/runbooks.md#etcdcertificateexpiringsoon"
+      - alertname: EtcdCertificateExpired
+        eval_time: 30m
+        exp_alerts: []
+      - alertname: EtcdCertificateNotVerified
+        eval_time: 30m
+        exp_alerts: []
+      - alertname: EtcdCertificateCheckFailing
+        eval_time: 30m
+        exp_alerts: []
+`, filepath.Join(repoRoot(t), "alerts", "etcd-monitor.rules.yml"), series, snapshot.IDString(m.ID()), m.Name,
+		fmt.Sprintf("The client listener of member %s of cluster c1 serves a certificate (CN etcd-server, serial 51, issued by etcd-ca) that expires in %s.",
+			member, mustHumanize(t, remaining)))
+	f := filepath.Join(t.TempDir(), "scrape_test.yml")
+	if err := os.WriteFile(f, []byte(test), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, promtool, "test", "rules", f).CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s\n%s", err, out, test)
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	abs, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// promtoolSeries turns gathered gauges into promtool input series held for 40 minutes. promtool's
+// clock starts at the Unix epoch, so every *_timestamp_seconds value is moved back by the scrape's
+// time: the alerts then see the remaining lifetime the real scrape showed.
+func promtoolSeries(mfs []*dto.MetricFamily, scraped time.Time, target map[string]string) string {
+	var lines []string
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if m.GetGauge() == nil {
+				continue
+			}
+			labels := map[string]string{}
+			for k, v := range target {
+				labels[k] = v
+			}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			keys := make([]string, 0, len(labels))
+			for k := range labels {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s=%q", k, labels[k]))
+			}
+			v := m.GetGauge().GetValue()
+			if strings.HasSuffix(mf.GetName(), "_timestamp_seconds") {
+				v -= float64(scraped.UnixNano()) / 1e9
+			}
+			sel := strings.ReplaceAll(fmt.Sprintf("%s{%s}", mf.GetName(), strings.Join(parts, ", ")), "'", `\'`)
+			lines = append(lines, fmt.Sprintf("      - series: '%s'\n        values: '%s'", sel, strconv.FormatFloat(v, 'f', -1, 64)+"+0x40"))
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// mustHumanize renders d as Prometheus' humanizeDuration template function does.
+func mustHumanize(t *testing.T, d time.Duration) string {
+	t.Helper()
+	s, err := templates.HumanizeDuration(d.Seconds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
