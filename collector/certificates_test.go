@@ -25,7 +25,7 @@ import (
 
 // tlsExporter runs the default collectors and the certificates collector against a TLS cluster,
 // the way the exporter command builds them.
-func tlsExporter(t *testing.T, p *certgen.EtcdPKI, c *etcdtest.Cluster) *Exporter {
+func tlsExporter(t *testing.T, p *certgen.EtcdPKI, c *etcdtest.Cluster, interval time.Duration) *Exporter {
 	t.Helper()
 	conn := etcdconn.Config{Endpoints: c.Endpoints(), CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey}
 	taker, err := snapshot.NewTaker(conn)
@@ -33,7 +33,8 @@ func tlsExporter(t *testing.T, p *certgen.EtcdPKI, c *etcdtest.Cluster) *Exporte
 		t.Fatal(err)
 	}
 	t.Cleanup(taker.Close)
-	checker := certcheck.New(certcheck.Config{CAFile: p.CAFile, CertFile: p.ClientCert, TLS: true})
+	checker := certcheck.New(certcheck.Config{Interval: interval, CAFile: p.CAFile, CertFile: p.ClientCert, TLS: true,
+		Fallback: fallback(c)})
 	t.Cleanup(checker.Close)
 	var names []string
 	for _, i := range Available() {
@@ -48,6 +49,17 @@ func tlsExporter(t *testing.T, p *certgen.EtcdPKI, c *etcdtest.Cluster) *Exporte
 	return e
 }
 
+// fallback is what the exporter command checks when no member list can be read.
+func fallback(c *etcdtest.Cluster) []certcheck.Target {
+	var out []certcheck.Target
+	for _, ep := range c.Endpoints() {
+		if t, ok := certcheck.TargetFor(0, "", certcheck.ListenerClient, ep, "", true); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // TestCertificatesExactNotAfter: three members with client and peer TLS and client-certificate
 // authentication on both; every listener's certificate is reported with its own validity and
 // identity, verified against the CA, and so are the exporter's own files.
@@ -60,7 +72,7 @@ func TestCertificatesExactNotAfter(t *testing.T) {
 		func(i int) certgen.Spec { return certgen.ServingSpec(int64(0x100+i), notBefore, servingAfter(i)) },
 		func(i int) certgen.Spec { return certgen.PeerSpec(int64(0x200+i), notBefore, peerAfter(i)) })
 	c := p.Start(t)
-	v := values(t, registryFor(tlsExporter(t, p, c), 10*time.Second))
+	v := values(t, registryFor(tlsExporter(t, p, c, 10*time.Minute), 10*time.Second))
 
 	for i, m := range c.Members {
 		for _, l := range []struct {
@@ -118,7 +130,7 @@ func TestCertificateExpiryAlertFromScrape(t *testing.T) {
 			return certgen.PeerSpec(0x52, certgen.At(-time.Hour), certgen.At(5*24*time.Hour))
 		})
 	c := p.Start(t)
-	g := registryFor(tlsExporter(t, p, c), 10*time.Second)
+	g := registryFor(tlsExporter(t, p, c, 10*time.Minute), 10*time.Second)
 	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -226,4 +238,103 @@ func mustHumanize(t *testing.T, d time.Duration) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestCertificatesRenewedInPlace: certificate files replaced on a running member show in the
+// scrapes after the next check (new serial, new not-after), and not in those before it.
+func TestCertificatesRenewedInPlace(t *testing.T) {
+	after := certgen.At(10 * 24 * time.Hour)
+	p := certgen.NewEtcdPKI(t, 1,
+		func(int) certgen.Spec { return certgen.ServingSpec(0x61, certgen.At(-time.Hour), after) },
+		func(int) certgen.Spec { return certgen.PeerSpec(0x62, certgen.At(-time.Hour), after) })
+	c := p.Start(t)
+	const interval = 2 * time.Second
+	g := registryFor(tlsExporter(t, p, c, interval), 10*time.Second)
+	series := func(v map[string]float64, listener, serial, cn string) (float64, bool) {
+		x, ok := v[fmt.Sprintf(`etcd_monitor_certificate_not_after_timestamp_seconds{certificate="leaf",issuer_cn="etcd-ca",listener=%q,member="m0",serial=%q,subject_cn=%q}`, listener, serial, cn)]
+		return x, ok
+	}
+	v := values(t, g)
+	if x, ok := series(v, "client", "61", "etcd-server"); !ok || x != float64(after.Unix()) {
+		t.Fatalf("before renewal: client not_after %v (present %v), want %d: %v", x, ok, after.Unix(), v)
+	}
+	checked := v["etcd_monitor_certificate_check_timestamp_seconds{}"]
+
+	renewed := certgen.At(365 * 24 * time.Hour)
+	p.CA.Issue(t, certgen.ServingSpec(0x71, certgen.At(-time.Minute), renewed)).Write(t, p.Dir, "server0")
+	p.CA.Issue(t, certgen.PeerSpec(0x72, certgen.At(-time.Minute), renewed)).Write(t, p.Dir, "peer0")
+
+	// Within the interval the last check is served, renewal or not.
+	v = values(t, g)
+	if _, ok := series(v, "client", "61", "etcd-server"); !ok || v["etcd_monitor_certificate_check_timestamp_seconds{}"] != checked {
+		t.Errorf("a scrape within the interval did not serve the last check: %v", v)
+	}
+	time.Sleep(interval)
+	v = values(t, g)
+	for _, l := range []struct{ listener, serial, old, cn string }{{"client", "71", "61", "etcd-server"}, {"peer", "72", "62", "etcd-peer"}} {
+		if x, ok := series(v, l.listener, l.serial, l.cn); !ok || x != float64(renewed.Unix()) {
+			t.Errorf("after renewal: %s not_after %v (present %v), want %d", l.listener, x, ok, renewed.Unix())
+		}
+		if _, ok := series(v, l.listener, l.old, l.cn); ok {
+			t.Errorf("after renewal: the replaced %s certificate (serial %s) is still reported", l.listener, l.old)
+		}
+	}
+	if v["etcd_monitor_certificate_check_timestamp_seconds{}"] <= checked {
+		t.Errorf("check timestamp did not move past %v", checked)
+	}
+}
+
+// TestExpiredCertificateReportedWhenUnreachable: a member whose serving certificate has expired
+// cannot be monitored (the exporter's own connection refuses the certificate), yet its expiry is
+// reported from the configured endpoint.
+func TestExpiredCertificateReportedWhenUnreachable(t *testing.T) {
+	expired := certgen.At(-time.Hour)
+	p := certgen.NewEtcdPKI(t, 1,
+		func(int) certgen.Spec { return certgen.ServingSpec(0x81, certgen.At(-48*time.Hour), expired) },
+		func(int) certgen.Spec {
+			return certgen.PeerSpec(0x82, certgen.At(-time.Hour), certgen.At(48*time.Hour))
+		})
+	c := p.Start(t)
+	v := values(t, registryFor(tlsExporter(t, p, c, 10*time.Minute), 3*time.Second))
+	if v["etcd_monitor_up{}"] != 0 {
+		t.Fatalf("the exporter reached a member with an expired certificate: %v", v)
+	}
+	k := `etcd_monitor_certificate_not_after_timestamp_seconds{certificate="earliest",issuer_cn="etcd-ca",listener="client",member="",serial="81",subject_cn="etcd-server"}`
+	if got := v[k]; got != float64(expired.Unix()) {
+		t.Errorf("%s = %v, want %d: %v", k, got, expired.Unix(), v)
+	}
+	if v[`etcd_monitor_certificate_chain_verified{listener="client",member=""}`] != 0 {
+		t.Error("an expired chain verified")
+	}
+}
+
+// TestCertificateChecksAddNothingToRaftLog: handshakes at every scrape leave the raft log alone.
+func TestCertificateChecksAddNothingToRaftLog(t *testing.T) {
+	p := certgen.NewEtcdPKI(t, 3,
+		func(i int) certgen.Spec {
+			return certgen.ServingSpec(int64(0x90+i), certgen.At(-time.Hour), certgen.At(time.Hour))
+		},
+		func(i int) certgen.Spec {
+			return certgen.PeerSpec(int64(0xa0+i), certgen.At(-time.Hour), certgen.At(time.Hour))
+		})
+	c := p.Start(t)
+	c.Settle()
+	g := registryFor(tlsExporter(t, p, c, time.Nanosecond), 10*time.Second)
+	before := values(t, g)
+	var checks []float64
+	for range 5 {
+		checks = append(checks, values(t, g)["etcd_monitor_certificate_check_timestamp_seconds{}"])
+	}
+	after := values(t, g)
+	for i := 1; i < len(checks); i++ {
+		if checks[i] <= checks[i-1] {
+			t.Fatalf("scrapes did not each make a check: timestamps %v", checks)
+		}
+	}
+	for _, m := range c.Members {
+		k := `etcd_monitor_member_raft_index{member="` + m.Name + `"}`
+		if before[k] == 0 || before[k] != after[k] {
+			t.Errorf("%s moved from %v to %v over 6 scrapes with certificate checks", k, before[k], after[k])
+		}
+	}
 }
