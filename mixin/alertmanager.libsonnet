@@ -34,9 +34,10 @@
     },
     inhibit_rules: [
       {
-        // Nothing answers: every finding about the cluster's members follows from that.
+        // Nothing answers: every finding about the cluster's members follows from that. Not the
+        // certificate expiry alerts: an expired certificate is one reason nobody answers.
         source_matchers: ['alertname="EtcdUnreachable"'],
-        target_matchers: ['alertname=~"%s"' % regex(['EtcdMonitorCollectorFailing', 'EtcdQuorumLost', 'EtcdNoLeader'] + memberLevel)],
+        target_matchers: ['alertname=~"%s"' % regex(['EtcdMonitorCollectorFailing', 'EtcdQuorumLost', 'EtcdNoLeader', 'EtcdCertificateCheckFailing'] + memberLevel)],
         equal: [cl],
       },
       {
