@@ -148,7 +148,7 @@ type Config struct {
 	CertFile string
 	// SkipVerify leaves chains unverified when no CA file is given (--etcd.tls.insecure-skip-verify).
 	SkipVerify bool
-	// DefaultTimeout bounds a check started by a caller whose context has no deadline.
+	// DefaultTimeout bounds a check started by a caller that gives no timeout.
 	DefaultTimeout time.Duration
 	// ServerName overrides the name client listeners are verified for (--etcd.tls.server-name);
 	// TLS says whether a configured endpoint without a scheme is TLS.
@@ -215,11 +215,13 @@ func (c *Checker) Close() {
 }
 
 // Result returns the last result for targets, first checking them when it is older than the
-// interval or was taken for other targets. A check runs under the deadline of ctx (that of the
-// scrape that started it) and goes on, still bounded by it, when ctx is canceled early; Result
-// then returns the previous result. nil targets mean those of the last check. The result is shared
-// and must not be modified; nil means no check has finished yet.
-func (c *Checker) Result(ctx context.Context, targets []Target) *Result {
+// interval or was taken for other targets. A check it starts runs for at most timeout (the
+// scrape's whole budget, not what the snapshot left of it: a scrape whose members hang must
+// not starve the check); Result waits for it until ctx is done and then returns the previous
+// result, while the check goes on to its own end for the scrapes that follow. nil targets mean
+// those of the last check. The result is shared and must not be modified; nil means no check has
+// finished yet.
+func (c *Checker) Result(ctx context.Context, targets []Target, timeout time.Duration) *Result {
 	c.mu.Lock()
 	if targets == nil {
 		targets = c.cfg.Fallback
@@ -234,11 +236,10 @@ func (c *Checker) Result(ctx context.Context, targets []Target) *Result {
 	}
 	done := c.running
 	if done == nil {
-		dl, ok := ctx.Deadline()
-		if !ok {
-			dl = time.Now().Add(c.cfg.DefaultTimeout)
+		if timeout <= 0 {
+			timeout = c.cfg.DefaultTimeout
 		}
-		cctx, cancel := context.WithDeadline(c.base, dl)
+		cctx, cancel := context.WithTimeout(c.base, timeout)
 		done = make(chan struct{})
 		c.running = done
 		c.wg.Go(func() {

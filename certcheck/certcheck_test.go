@@ -78,7 +78,7 @@ func TestCheckerSeesRenewalInPlace(t *testing.T) {
 	result := func() *Result {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		r := ch.Result(ctx, targets)
+		r := ch.Result(ctx, targets, 5*time.Second)
 		if r == nil {
 			t.Fatal("no result")
 		}
@@ -153,7 +153,7 @@ func TestVerification(t *testing.T) {
 	for _, tc := range cases {
 		ch := New(tc.cfg)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r := ch.Result(ctx, []Target{tc.target})
+		r := ch.Result(ctx, []Target{tc.target}, 5*time.Second)
 		cancel()
 		ch.Close()
 		if r == nil || r.Listeners[0].Err != nil {
@@ -178,7 +178,7 @@ func TestEarliestInChain(t *testing.T) {
 	defer ch.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r := ch.Result(ctx, targetsOf(t, c)[:1])
+	r := ch.Result(ctx, targetsOf(t, c)[:1], 5*time.Second)
 	l := r.Listeners[0]
 	if l.Err != nil || len(l.Chain) != 2 {
 		t.Fatalf("chain %d certificates, %v", len(l.Chain), l.Err)
@@ -213,7 +213,7 @@ func TestCheckBoundedByDeadline(t *testing.T) {
 	ch := New(Config{SkipVerify: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	start := time.Now()
-	r := ch.Result(ctx, []Target{tg})
+	r := ch.Result(ctx, []Target{tg}, 300*time.Millisecond)
 	cancel()
 	elapsed := time.Since(start)
 	if elapsed > 3*time.Second {
@@ -253,5 +253,32 @@ func TestTargetFor(t *testing.T) {
 	}
 	if tg, _ := TargetFor(1, "m", ListenerClient, "https://10.0.0.1:2379", "etcd.example.com", false); tg.ServerName != "etcd.example.com" {
 		t.Errorf("server name override ignored: %+v", tg)
+	}
+}
+
+// TestCheckOutlivesALateCaller: a caller whose deadline has already passed (its snapshot used it
+// all, waiting for a hung member) gets the previous result at once, but the check it starts has a
+// budget of its own and is what the next caller gets.
+func TestCheckOutlivesALateCaller(t *testing.T) {
+	p := newPKI(t, 1)
+	c := p.Start(t)
+	ch := New(Config{CAFile: p.CAFile})
+	defer ch.Close()
+	late, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	targets := targetsOf(t, c)
+	if r := ch.Result(late, targets, 5*time.Second); r != nil && r.ok() {
+		t.Logf("the check finished before the late caller returned")
+	}
+	ctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	r := ch.Result(ctx, targets, 5*time.Second)
+	if r == nil {
+		t.Fatal("no result for the caller after a late one")
+	}
+	for _, l := range r.Listeners {
+		if l.Err != nil || len(l.Chain) == 0 {
+			t.Errorf("%s: the check started by a late caller failed: %v", l.Listener, l.Err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -96,7 +97,13 @@ func (c *certificatesCollector) UpdateContext(ctx context.Context, e *Exporter, 
 			}
 		}
 	}
-	r := e.certs.Result(ctx, targets)
+	// The check may take the scrape's whole budget, not only what the snapshot left: members that
+	// hang would otherwise leave it no time, scrape after scrape.
+	var budget time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		budget = dl.Sub(s.Start)
+	}
+	r := e.certs.Result(ctx, targets, budget)
 	if r == nil {
 		return errNoCertificate
 	}

@@ -338,3 +338,42 @@ func TestCertificateChecksAddNothingToRaftLog(t *testing.T) {
 		}
 	}
 }
+
+// TestCertificatesCheckedWhenSnapshotUsesTheDeadline: once the serving certificate is replaced by
+// an expired one, every Status call (a fresh connection each) fails verification and retries until
+// the scrape's deadline. The certificate check, which has the scrape's whole budget rather than what
+// the snapshot leaves of it, still runs, and the following scrapes report the expired certificate.
+func TestCertificatesCheckedWhenSnapshotUsesTheDeadline(t *testing.T) {
+	p := certgen.NewEtcdPKI(t, 1,
+		func(int) certgen.Spec {
+			return certgen.ServingSpec(0xE1, certgen.At(-27*24*time.Hour), certgen.At(3*24*time.Hour))
+		},
+		func(int) certgen.Spec {
+			return certgen.PeerSpec(0xE2, certgen.At(-time.Hour), certgen.At(5*24*time.Hour))
+		})
+	c := p.Start(t)
+	const interval = time.Second
+	g := registryFor(tlsExporter(t, p, c, interval), 1500*time.Millisecond)
+	if v := values(t, g); v[`etcd_monitor_member_up{member="m0"}`] != 1 {
+		t.Fatalf("member not up before the certificate expired: %v", v)
+	}
+	expired := certgen.At(-time.Hour)
+	p.CA.Issue(t, certgen.ServingSpec(0xD1, certgen.At(-48*time.Hour), expired)).Write(t, p.Dir, "server0")
+	k := `etcd_monitor_certificate_not_after_timestamp_seconds{certificate="leaf",issuer_cn="etcd-ca",listener="client",member="m0",serial="D1",subject_cn="etcd-server"}`
+	var v map[string]float64
+	for range 5 {
+		time.Sleep(interval)
+		if v = values(t, g); v[k] == float64(expired.Unix()) {
+			break
+		}
+	}
+	if v[k] != float64(expired.Unix()) {
+		t.Fatalf("expired certificate not reported within 5 scrapes: %v", v)
+	}
+	if v[`etcd_monitor_member_up{member="m0"}`] != 0 {
+		t.Errorf("the scrapes did not run into the deadline (member still up): the test proves nothing")
+	}
+	if v[`etcd_monitor_certificate_check_success{listener="peer",member="m0"}`] != 1 {
+		t.Errorf("peer listener not read: %v", v)
+	}
+}

@@ -25,10 +25,12 @@ type EtcdPKI struct {
 // At is now plus d to the second, the precision certificates keep.
 func At(d time.Duration) time.Time { return time.Now().Add(d).Truncate(time.Second) }
 
-// ServingSpec is a member's client-listener certificate for 127.0.0.1.
+// ServingSpec is a member's client-listener certificate for 127.0.0.1 and localhost. It is a client
+// certificate too, as kubeadm's etcd-server is: etcd's gRPC gateway dials the member's own client
+// listener with it when client certificates are required.
 func ServingSpec(serial int64, notBefore, notAfter time.Time) Spec {
 	return Spec{CommonName: "etcd-server", Serial: serial, NotBefore: notBefore, NotAfter: notAfter,
-		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: Loopback}
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IPs: Loopback, DNS: []string{"localhost"}}
 }
 
 // PeerSpec is a member's peer certificate for 127.0.0.1: peers are servers and clients both.
