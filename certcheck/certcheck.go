@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
 // Listener names which of a member's listeners a chain came from.
@@ -203,6 +205,55 @@ func (c *Checker) PeerTarget(id uint64, member string, urls []string) (Target, b
 		}
 	}
 	return Target{}, false
+}
+
+// SnapshotTargets are the listeners of the snapshot's members: the client URL the Taker reaches each
+// by, and its first https peer URL. nil when the snapshot has no member list (Result then checks the
+// last targets, or the fallback).
+func (c *Checker) SnapshotTargets(s *snapshot.Snapshot) []Target {
+	if s.MemberListErr != nil {
+		return nil
+	}
+	targets := []Target{}
+	for _, m := range s.Members {
+		if t, ok := c.ClientTarget(m.ID, m.Name, m.Endpoint); ok && m.Endpoint != "" {
+			targets = append(targets, t)
+		}
+		if t, ok := c.PeerTarget(m.ID, m.Name, m.PeerURLs); ok {
+			targets = append(targets, t)
+		}
+	}
+	return targets
+}
+
+// Expiry is how close a certificate is to its end of validity.
+type Expiry int
+
+const (
+	ExpiryOK Expiry = iota
+	// ExpiringSoon: less than min(SoonWithin, SoonLifetimeRatio of its lifetime) is left, the
+	// warning threshold of the mixin's EtcdCertificateExpiringSoon.
+	ExpiringSoon
+	Expired
+)
+
+// The mixin's defaults (certificateWarningDays, certificateWarningLifetimeRatio).
+const (
+	SoonWithin        = 28 * 24 * time.Hour
+	SoonLifetimeRatio = 0.20
+)
+
+// ExpiryOf judges cert at now.
+func ExpiryOf(cert *x509.Certificate, now time.Time) Expiry {
+	left := cert.NotAfter.Sub(now)
+	switch {
+	case left <= 0:
+		return Expired
+	case left < min(SoonWithin, time.Duration(SoonLifetimeRatio*float64(cert.NotAfter.Sub(cert.NotBefore)))):
+		return ExpiringSoon
+	default:
+		return ExpiryOK
+	}
 }
 
 // Close stops a check in flight and waits for it; Result then serves the last result only.

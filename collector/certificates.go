@@ -85,18 +85,7 @@ func (c *certificatesCollector) UpdateContext(ctx context.Context, e *Exporter, 
 	}
 	// Without a member list the targets of the last check are checked again (or the configured
 	// endpoints): an expired certificate is one reason nobody answers.
-	var targets []certcheck.Target
-	if s.MemberListErr == nil {
-		targets = []certcheck.Target{}
-		for _, m := range s.Members {
-			if t, ok := e.certs.ClientTarget(m.ID, m.Name, m.Endpoint); ok && m.Endpoint != "" {
-				targets = append(targets, t)
-			}
-			if t, ok := e.certs.PeerTarget(m.ID, m.Name, m.PeerURLs); ok {
-				targets = append(targets, t)
-			}
-		}
-	}
+	targets := e.certs.SnapshotTargets(s)
 	// The check may take the scrape's whole budget, not only what the snapshot left: members that
 	// hang would otherwise leave it no time, scrape after scrape.
 	var budget time.Duration

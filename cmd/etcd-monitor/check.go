@@ -50,6 +50,8 @@ type checkReport struct {
 	ExitCode int              `json:"exit_code"`
 	Reasons  []string         `json:"reasons"`
 	Members  []checkMember    `json:"members"`
+	// Certificates are read only when etcd is reached over TLS (see checkcerts.go).
+	Certificates []checkCertificate `json:"certificates,omitempty"`
 }
 
 func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context.Context, *slog.Logger) error) {
@@ -74,7 +76,7 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		s := taker.Take(ctx, snapshot.Needs{Status: true, Probes: true})
-		rep := buildCheckReport(s)
+		rep := addCertificates(buildCheckReport(s), readCertificates(ctx, conn, s), time.Now())
 		if *output == "json" {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
