@@ -116,6 +116,7 @@ func TestCertificatesExactNotAfter(t *testing.T) {
 	if ts := v["etcd_monitor_certificate_check_timestamp_seconds{}"]; time.Since(time.Unix(int64(ts), 0)) > time.Minute {
 		t.Errorf("check timestamp %v is not the check just made", ts)
 	}
+	t.Logf("one check of 6 listeners and 2 files took %.1f ms", v["etcd_monitor_certificate_check_duration_seconds{}"]*1000)
 }
 
 // TestCertificateExpiryAlertFromScrape: a member whose serving certificate expires in three days
