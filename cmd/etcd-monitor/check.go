@@ -13,6 +13,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/etcd-monitor/etcd-monitor/certcheck"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
@@ -51,7 +52,7 @@ type checkReport struct {
 	Reasons  []string         `json:"reasons"`
 	Members  []checkMember    `json:"members"`
 	// Certificates are read only when etcd is reached over TLS (see checkcerts.go).
-	Certificates []checkCertificate `json:"certificates,omitempty"`
+	Certificates []certcheck.Summary `json:"certificates,omitempty"`
 }
 
 func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context.Context, *slog.Logger) error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/etcd-monitor/etcd-monitor/certcheck"
 	"github.com/etcd-monitor/etcd-monitor/clusterapi"
 	"github.com/etcd-monitor/etcd-monitor/collector"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
@@ -83,9 +84,9 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		}
 		defer taker.Close()
 		opts := []collector.Option{collector.WithLogger(logger)}
+		var checker *certcheck.Checker
 		if on := enabled["certificates"]; on != nil && *on {
-			checker, err := certFlags.checker(conn)
-			if err != nil {
+			if checker, err = certFlags.checker(conn); err != nil {
 				return err
 			}
 			defer checker.Close()
@@ -98,7 +99,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 
 		handler, api, err := newExporterHandler(exporterHandlerConfig{
 			metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
-			taker: taker, exporter: exp, logger: logger,
+			taker: taker, exporter: exp, logger: logger, certificates: checker,
 		})
 		if err != nil {
 			return err
@@ -128,6 +129,8 @@ type exporterHandlerConfig struct {
 	taker           *snapshot.Taker
 	exporter        *collector.Exporter
 	logger          *slog.Logger
+	// certificates is the certificates collector's checker, nil when it is off.
+	certificates *certcheck.Checker
 }
 
 // newExporterHandler builds everything the exporter serves on one mux, so that --web.config.file
@@ -146,6 +149,7 @@ func newExporterHandler(c exporterHandlerConfig) (http.Handler, *clusterapi.API,
 		Timeout:   c.timeout,
 		Offset:    c.offset,
 		Logger:    c.logger,
+		Certificates: c.certificates,
 	})
 	api.Register(mux)
 	landing, err := web.NewLandingPage(clusterapi.Landing(web.LandingConfig{
