@@ -3,8 +3,11 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +67,26 @@ func TestCertificateExpiryAlerts(t *testing.T) {
 	}
 	if got, err := prom.Query(`ALERTS{alertname="EtcdCertificateExpiringSoon", listener="peer"} or ALERTS{alertname="EtcdCertificateExpiringSoon", severity="critical"}`); err != nil || len(got) != 0 {
 		t.Errorf("peer or critical expiry alerts: %v (%v)", got, err)
+	}
+	// The status API (and the landing page, which lists its reasons) says the same.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, body, err := httpGet(ctx, s.Exporter.URL+"/api/v1/cluster/status")
+	var st struct {
+		Data struct {
+			Cluster struct {
+				Health struct {
+					Verdict string
+					Reasons []string
+				}
+			}
+		}
+	}
+	if err != nil || code != 200 || json.Unmarshal(body, &st) != nil {
+		t.Fatalf("status API: %d %v %s", code, err, body)
+	}
+	if h := st.Data.Cluster.Health; h.Verdict != "degraded" || !strings.Contains(strings.Join(h.Reasons, "; "), "certificate etcd-server (serial E1) of the client listener") {
+		t.Errorf("status API health %+v: want degraded by the expiring certificate", h)
 	}
 
 	// Renewed in place on the running members: etcd reads the files at each new TLS connection.
