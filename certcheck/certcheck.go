@@ -156,6 +156,8 @@ type Config struct {
 	// TLS says whether a configured endpoint without a scheme is TLS.
 	ServerName string
 	TLS        bool
+	// NoPeers checks no peer listener (their port is not reachable from the exporter).
+	NoPeers bool
 	// Fallback are the targets checked when a caller knows none and no check was made yet (the
 	// configured endpoints, when no member list could be read: an expired certificate is one cause).
 	Fallback []Target
@@ -199,6 +201,9 @@ func (c *Checker) ClientTarget(id uint64, member, url string) (Target, bool) {
 // PeerTarget is the target of a member's peer listener: its first https peer URL, verified for the
 // URL's host as the member's peers do; false when it has none.
 func (c *Checker) PeerTarget(id uint64, member string, urls []string) (Target, bool) {
+	if c.cfg.NoPeers {
+		return Target{}, false
+	}
 	for _, u := range urls {
 		if t, ok := TargetFor(id, member, ListenerPeer, u, "", false); ok {
 			return t, true
@@ -265,13 +270,13 @@ func (c *Checker) Close() {
 	c.wg.Wait()
 }
 
-// Result returns the last result for targets, first checking them when it is older than the
-// interval or was taken for other targets. A check it starts runs for at most timeout (the
-// scrape's whole budget, not what the snapshot left of it: a scrape whose members hang must
-// not starve the check); Result waits for it until ctx is done and then returns the previous
-// result, while the check goes on to its own end for the scrapes that follow. nil targets mean
-// those of the last check. The result is shared and must not be modified; nil means no check has
-// finished yet.
+// Result returns the last result for targets, and starts a check when that result is older than
+// the interval or was taken for other targets. A check runs for at most timeout (the scrape's whole
+// budget, not what the snapshot left of it: a scrape whose members hang must not starve the check).
+// Only a caller that finds no result at all waits for the check, until ctx is done; otherwise the
+// previous result is served at once and the new one to the callers that follow, so a listener that
+// never answers (a firewalled peer port) slows no scrape. nil targets mean those of the last check.
+// The result is shared and must not be modified; nil means no check has finished yet.
 func (c *Checker) Result(ctx context.Context, targets []Target, timeout time.Duration) *Result {
 	c.mu.Lock()
 	if targets == nil {
@@ -302,7 +307,11 @@ func (c *Checker) Result(ctx context.Context, targets []Target, timeout time.Dur
 			close(done)
 		})
 	}
+	last := c.last
 	c.mu.Unlock()
+	if last != nil {
+		return last
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -113,7 +113,16 @@ func TestCheckerSeesRenewalInPlace(t *testing.T) {
 		t.Error("a result younger than the interval was not served as is")
 	}
 	time.Sleep(interval)
-	second := result()
+	// The caller that finds the result stale gets it once more and starts the check; the callers
+	// after it get the new result once the check is done.
+	if r := result(); r != first {
+		t.Error("a stale result was not served while its check ran")
+	}
+	second := first
+	for i := 0; i < 100 && second == first; i++ {
+		time.Sleep(20 * time.Millisecond)
+		second = result()
+	}
 	if cs, ps := serials(second); cs != 300 || ps != 400 {
 		t.Errorf("serials after renewal %d, %d; want 300, 400", cs, ps)
 	}
@@ -280,5 +289,53 @@ func TestCheckOutlivesALateCaller(t *testing.T) {
 		if l.Err != nil || len(l.Chain) == 0 {
 			t.Errorf("%s: the check started by a late caller failed: %v", l.Listener, l.Err)
 		}
+	}
+}
+
+// TestRefreshDoesNotWait: once there is a result, a caller that finds it stale gets it at once
+// while the new check runs; a listener that never answers (a firewalled peer port) costs the
+// scrapes nothing after the first.
+func TestRefreshDoesNotWait(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	held := make(chan net.Conn, 8)
+	go func() {
+		for range 8 {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	defer func() {
+		_ = l.Close()
+		close(held)
+		for c := range held {
+			_ = c.Close()
+		}
+	}()
+	tg, _ := TargetFor(1, "hung", ListenerPeer, l.Addr().String(), "", true)
+	ch := New(Config{SkipVerify: true, Interval: time.Millisecond})
+	defer ch.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	first := ch.Result(ctx, []Target{tg}, 100*time.Millisecond)
+	if first == nil || first.Listeners[0].Err == nil {
+		t.Fatalf("first result %+v: want the hung listener's error", first)
+	}
+	time.Sleep(2 * time.Millisecond) // stale: the next call starts a check
+	// A caller that waited would get the new result, after the check's 10 s.
+	if r := ch.Result(context.Background(), []Target{tg}, 10*time.Second); r != first {
+		t.Errorf("a stale result was not served at once: %+v", r)
+	}
+	ch.mu.Lock()
+	inFlight := ch.running != nil
+	ch.mu.Unlock()
+	if !inFlight {
+		t.Error("no check in flight: the caller waited for it")
 	}
 }

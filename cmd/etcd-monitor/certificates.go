@@ -17,12 +17,15 @@ import (
 type certificateFlags struct {
 	interval   time.Duration
 	peerCAFile string
+	peers      bool
 }
 
 func addCertificateFlags(cmd *kingpin.CmdClause) *certificateFlags {
 	f := &certificateFlags{}
 	cmd.Flag("certificates.interval", "How often the certificates collector reads the members' certificates (a TLS handshake per listener); scrapes in between serve the last result.").
 		Default("10m").DurationVar(&f.interval)
+	cmd.Flag("certificates.peer-listeners", "Also read the certificates the members serve on their peer URLs (turn off when the exporter cannot reach port 2380).").
+		Default("true").BoolVar(&f.peers)
 	cmd.Flag("certificates.peer-ca-file", "PEM file of the CA that signed the members' peer certificates (default: --etcd.tls.ca-file).").StringVar(&f.peerCAFile)
 	return f
 }
@@ -64,6 +67,7 @@ func (f *certificateFlags) checker(conn etcdconn.Config) (*certcheck.Checker, er
 		SkipVerify: conn.InsecureSkipVerify && conn.CAFile == "",
 		ServerName: conn.ServerName,
 		TLS:        conn.UsesTLS(),
+		NoPeers:    !f.peers,
 		Fallback:   fallback,
 	}), nil
 }

@@ -67,6 +67,9 @@ func TestCertificatesCollectorFollowsTLS(t *testing.T) {
 	if out := scrapeBinary(t, bin, tlsArgs...); !strings.Contains(out, success) || !strings.Contains(out, peer) {
 		t.Errorf("TLS cluster, default flags: no certificate series:\n%s", out)
 	}
+	if out := scrapeBinary(t, bin, append(tlsArgs, "--no-certificates.peer-listeners")...); strings.Contains(out, peer) || !strings.Contains(out, `listener="client"`) {
+		t.Errorf("--no-certificates.peer-listeners: want client and no peer series:\n%s", out)
+	}
 	if out := scrapeBinary(t, bin, append(tlsArgs, "--no-collector.certificates")...); strings.Contains(out, `collector="certificates"`) {
 		t.Errorf("TLS cluster, --no-collector.certificates: the collector ran")
 	}

@@ -145,10 +145,10 @@ func newExporterHandler(c exporterHandlerConfig) (http.Handler, *clusterapi.API,
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}))
 	api := clusterapi.New(clusterapi.Options{
-		Snapshots: snapshot.NewShared(c.taker.Take, clusterapi.Needs),
-		Timeout:   c.timeout,
-		Offset:    c.offset,
-		Logger:    c.logger,
+		Snapshots:    snapshot.NewShared(c.taker.Take, clusterapi.Needs),
+		Timeout:      c.timeout,
+		Offset:       c.offset,
+		Logger:       c.logger,
 		Certificates: c.certificates,
 	})
 	api.Register(mux)
