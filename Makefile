@@ -7,7 +7,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 export ETCD_MONITOR_BIN := $(BIN)/etcd-monitor
 
-.PHONY: all build test unit-test e2e-test lint tools mixin bench bench-compare scrape-compare demo demo-stop
+.PHONY: all build test unit-test e2e-test fuzz lint tools mixin bench bench-compare scrape-compare demo demo-stop
 
 all: build
 
@@ -36,6 +36,18 @@ test: tools build lint unit-test e2e-test
 
 unit-test:
 	ETCD_MONITOR_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m ./...
+
+# Every fuzz target (func Fuzz* in a _test.go file) for FUZZTIME each, one at a time: go test
+# fuzzes one target per run. `make unit-test` already runs their seed corpora (f.Add and
+# testdata/fuzz/), where inputs the fuzzer found are kept as regression cases.
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for dir in $$(git grep --untracked -l '^func Fuzz' -- '*_test.go' | xargs -n1 dirname | sort -u); do \
+	  for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$dir/*_test.go); do \
+	    echo "fuzz ./$$dir $$target for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./$$dir; \
+	  done; \
+	done
 
 e2e-test:
 	ETCD_MONITOR_REQUIRE_TOOLS=1 $(GO) test -count=1 -tags e2e -timeout 10m ./test/e2e/

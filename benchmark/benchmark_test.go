@@ -20,7 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(etcdtest.Settled(m))
 }
 
 func testConfig(workload string, total int) Config {

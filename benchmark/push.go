@@ -2,38 +2,23 @@ package benchmark
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/push"
+
+	"github.com/etcd-monitor/etcd-monitor/pushgw"
 )
 
-const (
-	pushJob     = "etcd_benchmark"
-	pushTimeout = 30 * time.Second
-)
+const pushJob = "etcd_benchmark"
 
 // pushResults sends the run's results to a Pushgateway under job etcd_benchmark, grouped by workload and
-// run name. It uses POST (add semantics): only the series pushed now replace their namesakes in
-// the group, so a failed run, which does not push etcd_benchmark_last_success_timestamp_seconds,
-// leaves the previous success's timestamp in place for alerting.
+// run name. Pushes add (pushgw.Push): a failed run, which does not push
+// etcd_benchmark_last_success_timestamp_seconds, leaves the previous success's timestamp in place
+// for alerting.
 func pushResults(ctx context.Context, cfg Config, res *Result, now time.Time) error {
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(resultCollector{cfg: cfg, res: res, now: now}); err != nil {
-		return fmt.Errorf("building the Pushgateway metrics: %w", err)
-	}
-	err := push.New(cfg.PushgatewayURL, pushJob).
-		Grouping("workload", cfg.Workload).
-		Grouping("run", cfg.RunName).
-		Gatherer(reg).
-		Client(&http.Client{Timeout: pushTimeout}).
-		AddContext(ctx)
-	if err != nil {
-		return fmt.Errorf("pushing results to the Pushgateway at %s: %w", cfg.PushgatewayURL, err)
-	}
-	return nil
+	return pushgw.Push(ctx, cfg.PushgatewayURL, pushJob,
+		[]pushgw.Label{{Name: "workload", Value: cfg.Workload}, {Name: "run", Value: cfg.RunName}},
+		resultCollector{cfg: cfg, res: res, now: now})
 }
 
 // Every series is a gauge: each push replaces the last run's values with the new run's, which go

@@ -1,11 +1,9 @@
 package benchmark
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,40 +13,10 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
-	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
+	"github.com/etcd-monitor/etcd-monitor/internal/pushgwtest"
 )
 
-func pushgatewayBinary(t *testing.T) string { return toolbin.Path(t, "pushgateway", "PUSHGATEWAY_BIN") }
-
-func startPushgateway(t *testing.T) string {
-	t.Helper()
-	bin := pushgatewayBinary(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t))
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--web.listen-address="+addr, "--log.level=error")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting the Pushgateway: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	url := "http://" + addr
-	client := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := client.Get(url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				client.CloseIdleConnections()
-				return url
-			}
-		}
-	}
-	t.Fatalf("the Pushgateway at %s did not become ready; logs:\n%s", url, logs.String())
-	return ""
-}
+func startPushgateway(t *testing.T) string { return pushgwtest.Start(t) }
 
 // scrape returns the Pushgateway's series of job etcd_benchmark, keyed by name and then by the
 // label set written as name="value" pairs sorted as the Pushgateway sorts them.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/pushgw"
 )
 
 // Runner runs one benchmark: pre-flight checks, the workload, cleanup, the report and the push.
@@ -125,7 +127,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		errs = append(errs, fmt.Errorf("writing the report: %w", err))
 	}
 	if cfg.PushgatewayURL != "" {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushgw.Timeout)
 		err := pushResults(pctx, cfg, res, time.Now())
 		cancel()
 		if err != nil {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/etcd-monitor/etcd-monitor/certcheck"
-	"github.com/etcd-monitor/etcd-monitor/collector"
+	"github.com/etcd-monitor/etcd-monitor/scrapetimeout"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
@@ -35,7 +35,7 @@ var Needs = snapshot.Needs{Status: true, Probes: true}
 type Options struct {
 	// Snapshots takes (or joins) the snapshot of each request; it must be built with Needs.
 	Snapshots *snapshot.Shared
-	// Timeout (positive) and Offset are the scrape deadline rules (see collector.ScrapeTimeout).
+	// Timeout (positive) and Offset are the scrape deadline rules (see scrapetimeout.Parse).
 	Timeout time.Duration
 	Offset  time.Duration
 	Logger  *slog.Logger
@@ -127,7 +127,7 @@ func (a *API) ready(w http.ResponseWriter, _ *http.Request, _ url.Values) {
 // no endpoint answered.
 func (a *API) withSnapshot(h func(w http.ResponseWriter, s *snapshot.Snapshot, q url.Values)) func(http.ResponseWriter, *http.Request, url.Values) {
 	return func(w http.ResponseWriter, r *http.Request, q url.Values) {
-		timeout, err := collector.ScrapeTimeout(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), a.o.Timeout, a.o.Offset)
+		timeout, err := scrapetimeout.Parse(r.Header.Get(scrapetimeout.Header), a.o.Timeout, a.o.Offset)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return

@@ -441,6 +441,10 @@ func TestBadRequests(t *testing.T) {
 		{"GET", PathLatency + "?member=nosuch", nil, 404, `unknown member "nosuch"`},
 		{"GET", PathStatus, map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "abc"}, 400, "X-Prometheus-Scrape-Timeout-Seconds"},
 		{"GET", PathLeader, map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "-1"}, 400, "X-Prometheus-Scrape-Timeout-Seconds"},
+		// NaN passes every range comparison; it once removed the deadline.
+		{"GET", PathStatus, map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "NaN"}, 400, "X-Prometheus-Scrape-Timeout-Seconds"},
+		{"GET", PathLatency, map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "+Inf"}, 400, "X-Prometheus-Scrape-Timeout-Seconds"},
+		{"GET", PathLeader, map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "0"}, 400, "X-Prometheus-Scrape-Timeout-Seconds"},
 	} {
 		a := f.do(t, tc.method, tc.path, tc.header)
 		if a.code != tc.code || a.resp.Status != "error" || !strings.Contains(a.resp.Error, tc.errText) {

@@ -21,8 +21,12 @@ import (
 // verdict degraded. Before any scrape has checked, there is nothing to show and nothing is judged.
 func TestStatusShowsCertificates(t *testing.T) {
 	p := certgen.NewEtcdPKI(t, 1,
-		func(int) certgen.Spec { return certgen.ServingSpec(0x71, certgen.At(-27*24*time.Hour), certgen.At(3*24*time.Hour)) },
-		func(int) certgen.Spec { return certgen.PeerSpec(0x72, certgen.At(-time.Hour), certgen.At(365*24*time.Hour)) })
+		func(int) certgen.Spec {
+			return certgen.ServingSpec(0x71, certgen.At(-27*24*time.Hour), certgen.At(3*24*time.Hour))
+		},
+		func(int) certgen.Spec {
+			return certgen.PeerSpec(0x72, certgen.At(-time.Hour), certgen.At(365*24*time.Hour))
+		})
 	c := p.Start(t)
 	conn := etcdconn.Config{Endpoints: c.Endpoints(), CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey}
 	tk, err := snapshot.NewTaker(conn)

@@ -139,12 +139,14 @@ func ClusterStatusOf(s *snapshot.Snapshot) ClusterStatus {
 		out.Cluster.UnknownAlarms = append(out.Cluster.UnknownAlarms, a.String())
 	}
 	for _, m := range s.Members {
-		out.Members = append(out.Members, memberOf(m))
+		out.Members = append(out.Members, MemberOf(m))
 	}
 	return out
 }
 
-func memberOf(m *snapshot.Member) Member {
+// MemberOf renders one member. It is the one JSON shape of a member: the status API and
+// `etcd-monitor check --output=json` both use it.
+func MemberOf(m *snapshot.Member) Member {
 	out := Member{
 		ID:         snapshot.IDString(m.ID),
 		Name:       m.Name,
@@ -215,7 +217,7 @@ func LeaderOf(s *snapshot.Snapshot) (Leader, bool) {
 	}
 	for _, m := range s.Members {
 		if m.ID == c.Leader {
-			return Leader{Member: memberOf(m), Votes: c.LeaderVotes, Quorum: c.Quorum}, true
+			return Leader{Member: MemberOf(m), Votes: c.LeaderVotes, Quorum: c.Quorum}, true
 		}
 	}
 	// Named by a quorum but absent from the member list we read: report what is known.

@@ -23,7 +23,7 @@ func newAlarmsCollector() Collector {
 	}
 }
 
-func (c *alarmsCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+func (c *alarmsCollector) Update(s *snapshot.Snapshot, out Sink) error {
 	if s.MemberListErr != nil {
 		return errNoMembers(s)
 	}
@@ -33,12 +33,12 @@ func (c *alarmsCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metr
 	}
 	for _, m := range s.Members {
 		for _, a := range snapshot.AlarmTypes {
-			ch <- prometheus.MustNewConstMetric(c.alarm, prometheus.GaugeValue, boolValue(m.Alarms[a]), append(memberLabels(m), a)...)
+			out.Gauge(c.alarm, boolValue(m.Alarms[a]), append(memberLabels(m), a)...)
 		}
 	}
 	// An alarm raised for a member that has since been removed still blocks the cluster.
 	for _, a := range s.UnknownAlarms {
-		ch <- prometheus.MustNewConstMetric(c.alarm, prometheus.GaugeValue, 1, snapshot.IDString(a.MemberID), "", a.Alarm)
+		out.Gauge(c.alarm, 1, snapshot.IDString(a.MemberID), "", labelValue(a.Alarm))
 	}
 	return nil
 }

@@ -38,6 +38,8 @@ type certificatesCollector struct {
 	fileNotAfter, fileNotBefore            *prometheus.Desc
 	fileVerified, fileSuccess              *prometheus.Desc
 	timestamp, duration                    *prometheus.Desc
+
+	checker *certcheck.Checker // from WithCertificates, set in configure
 }
 
 var (
@@ -74,63 +76,72 @@ var (
 	errNoCertificate = errors.New("no certificate check has finished yet")
 )
 
+// configure takes the checker from the options; without one every scrape reports the collector
+// failed, with errNoChecker.
+func (c *certificatesCollector) configure(e *Exporter) error {
+	c.checker = e.certs
+	return nil
+}
+
 // Update is never called: the collector needs the scrape's context.
-func (c *certificatesCollector) Update(*snapshot.Snapshot, chan<- prometheus.Metric) error {
+func (c *certificatesCollector) Update(*snapshot.Snapshot, Sink) error {
 	return errNoChecker
 }
 
-func (c *certificatesCollector) UpdateContext(ctx context.Context, e *Exporter, s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
-	if e.certs == nil {
+func (c *certificatesCollector) UpdateContext(ctx context.Context, s *snapshot.Snapshot, out Sink) error {
+	if c.checker == nil {
 		return errNoChecker
 	}
 	// Without a member list the targets of the last check are checked again (or the configured
 	// endpoints): an expired certificate is one reason nobody answers.
-	targets := e.certs.SnapshotTargets(s)
+	targets := c.checker.SnapshotTargets(s)
 	// The check may take the scrape's whole budget, not only what the snapshot left: members that
 	// hang would otherwise leave it no time, scrape after scrape.
 	var budget time.Duration
 	if dl, ok := ctx.Deadline(); ok {
 		budget = dl.Sub(s.Start)
 	}
-	r := e.certs.Result(ctx, targets, budget)
+	r := c.checker.Result(ctx, targets, budget)
 	if r == nil {
 		return errNoCertificate
 	}
-	ch <- prometheus.MustNewConstMetric(c.timestamp, prometheus.GaugeValue, float64(r.Time.UnixNano())/1e9)
-	ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, r.Duration.Seconds())
+	out.Gauge(c.timestamp, float64(r.Time.UnixNano())/1e9)
+	out.Gauge(c.duration, r.Duration.Seconds())
 	var errs []error
 	for _, l := range r.Listeners {
-		member := []string{"", l.Member}
+		// Member names and certificate names come from the members: label values like any other.
+		member := []string{"", labelValue(l.Member)}
 		if l.MemberID != 0 {
 			member[0] = snapshot.IDString(l.MemberID)
 		}
-		ch <- prometheus.MustNewConstMetric(c.success, prometheus.GaugeValue, boolValue(l.Err == nil), append(member, l.Listener)...)
+		out.Gauge(c.success, boolValue(l.Err == nil), append(member, l.Listener)...)
 		if l.Err != nil {
 			errs = append(errs, l.Err)
 			continue
 		}
 		if l.Verification != certcheck.VerifySkipped {
-			ch <- prometheus.MustNewConstMetric(c.verified, prometheus.GaugeValue, boolValue(l.Verification == certcheck.Verified), append(member, l.Listener)...)
+			out.Gauge(c.verified, boolValue(l.Verification == certcheck.Verified), append(member, l.Listener)...)
 		}
 		for _, p := range positions(l.Chain) {
-			labels := append(append([]string{}, member...), l.Listener, p.name, serial(p.cert), p.cert.Subject.CommonName, p.cert.Issuer.CommonName)
-			ch <- prometheus.MustNewConstMetric(c.notAfter, prometheus.GaugeValue, float64(p.cert.NotAfter.Unix()), labels...)
-			ch <- prometheus.MustNewConstMetric(c.notBefore, prometheus.GaugeValue, float64(p.cert.NotBefore.Unix()), labels...)
+			labels := append(append([]string{}, member...), l.Listener, p.name, serial(p.cert), labelValue(p.cert.Subject.CommonName), labelValue(p.cert.Issuer.CommonName))
+			out.Gauge(c.notAfter, float64(p.cert.NotAfter.Unix()), labels...)
+			out.Gauge(c.notBefore, float64(p.cert.NotBefore.Unix()), labels...)
 		}
 	}
 	for _, f := range r.Files {
-		ch <- prometheus.MustNewConstMetric(c.fileSuccess, prometheus.GaugeValue, boolValue(f.Err == nil), f.Kind, f.Path)
+		path := labelValue(f.Path)
+		out.Gauge(c.fileSuccess, boolValue(f.Err == nil), f.Kind, path)
 		if f.Err != nil {
 			errs = append(errs, f.Err)
 			continue
 		}
 		if f.Kind == certcheck.FileCert && f.Verification != certcheck.VerifySkipped {
-			ch <- prometheus.MustNewConstMetric(c.fileVerified, prometheus.GaugeValue, boolValue(f.Verification == certcheck.Verified), f.Kind, f.Path)
+			out.Gauge(c.fileVerified, boolValue(f.Verification == certcheck.Verified), f.Kind, path)
 		}
 		for _, p := range positions(f.Certs) {
-			labels := []string{f.Kind, f.Path, p.name, serial(p.cert), p.cert.Subject.CommonName, p.cert.Issuer.CommonName}
-			ch <- prometheus.MustNewConstMetric(c.fileNotAfter, prometheus.GaugeValue, float64(p.cert.NotAfter.Unix()), labels...)
-			ch <- prometheus.MustNewConstMetric(c.fileNotBefore, prometheus.GaugeValue, float64(p.cert.NotBefore.Unix()), labels...)
+			labels := []string{f.Kind, path, p.name, serial(p.cert), labelValue(p.cert.Subject.CommonName), labelValue(p.cert.Issuer.CommonName)}
+			out.Gauge(c.fileNotAfter, float64(p.cert.NotAfter.Unix()), labels...)
+			out.Gauge(c.fileNotBefore, float64(p.cert.NotBefore.Unix()), labels...)
 		}
 	}
 	// Every certificate that could be read is reported; the collector fails only when nothing was.

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -350,17 +351,18 @@ func TestCertificateChecksAddNothingToRaftLog(t *testing.T) {
 	}
 }
 
-// TestCertificatesCheckedWhenSnapshotUsesTheDeadline: once the serving certificate is replaced by
-// an expired one, every Status call (a fresh connection each) fails verification and retries until
-// the scrape's deadline. The certificate check, which has the scrape's whole budget rather than what
-// the snapshot leaves of it, still runs, and the following scrapes report the expired certificate.
+// TestCertificatesCheckedWhenSnapshotUsesTheDeadline: with quorum lost, the linearizable read of
+// the member left waits until the scrape's deadline, so every snapshot uses all of it. The
+// certificate check, which has the scrape's whole budget rather than what the snapshot leaves of
+// it, still runs, and the following scrapes report the expired certificate the member now serves
+// to new connections.
 func TestCertificatesCheckedWhenSnapshotUsesTheDeadline(t *testing.T) {
-	p := certgen.NewEtcdPKI(t, 1,
-		func(int) certgen.Spec {
-			return certgen.ServingSpec(0xE1, certgen.At(-27*24*time.Hour), certgen.At(3*24*time.Hour))
+	p := certgen.NewEtcdPKI(t, 3,
+		func(i int) certgen.Spec {
+			return certgen.ServingSpec(int64(0xE0+i), certgen.At(-27*24*time.Hour), certgen.At(3*24*time.Hour))
 		},
-		func(int) certgen.Spec {
-			return certgen.PeerSpec(0xE2, certgen.At(-time.Hour), certgen.At(5*24*time.Hour))
+		func(i int) certgen.Spec {
+			return certgen.PeerSpec(int64(0xF0+i), certgen.At(-time.Hour), certgen.At(5*24*time.Hour))
 		})
 	c := p.Start(t)
 	const interval = time.Second
@@ -370,6 +372,8 @@ func TestCertificatesCheckedWhenSnapshotUsesTheDeadline(t *testing.T) {
 	}
 	expired := certgen.At(-time.Hour)
 	p.CA.Issue(t, certgen.ServingSpec(0xD1, certgen.At(-48*time.Hour), expired)).Write(t, p.Dir, "server0")
+	c.Members[1].Stop()
+	c.Members[2].Stop()
 	k := `etcd_monitor_certificate_not_after_timestamp_seconds{certificate="leaf",issuer_cn="etcd-ca",listener="client",member="m0",serial="D1",subject_cn="etcd-server"}`
 	var v map[string]float64
 	for range 5 {
@@ -381,10 +385,91 @@ func TestCertificatesCheckedWhenSnapshotUsesTheDeadline(t *testing.T) {
 	if v[k] != float64(expired.Unix()) {
 		t.Fatalf("expired certificate not reported within 5 scrapes: %v", v)
 	}
-	if v[`etcd_monitor_member_up{member="m0"}`] != 0 {
-		t.Errorf("the scrapes did not run into the deadline (member still up): the test proves nothing")
+	t.Logf("probe collector: %.2f s of the 1.5 s deadline", v[`etcd_monitor_scrape_collector_duration_seconds{collector="probe"}`])
+	if got, ok := v[`etcd_monitor_member_probe_success{member="m0",probe="read_linearizable"}`]; !ok || got != 0 {
+		t.Errorf("the linearizable read answered without quorum: the snapshot did not run into the deadline and the test proves nothing")
 	}
 	if v[`etcd_monitor_certificate_check_success{listener="peer",member="m0"}`] != 1 {
 		t.Errorf("peer listener not read: %v", v)
+	}
+}
+
+// TestFirstCheckWaitedForUntilTheDeadlineOnly: the only endpoint accepts TCP and never answers (a
+// frozen member), so the snapshot and the first certificate check both hang. A scrape joins the
+// shared snapshot under its deadline, and the check it starts must be waited for only until that
+// deadline, not until the check gives up: the scrape ends without certificate series.
+func TestFirstCheckWaitedForUntilTheDeadlineOnly(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 16)
+	go func() {
+		for range 16 {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	defer func() {
+		_ = l.Close()
+		close(held)
+		for c := range held {
+			_ = c.Close()
+		}
+	}()
+	p := certgen.NewEtcdPKI(t, 0, nil, nil)
+	ep := "https://" + l.Addr().String()
+	taker, err := snapshot.NewTaker(etcdconn.Config{Endpoints: []string{ep}, CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taker.Close()
+	tg, _ := certcheck.TargetFor(0, "", certcheck.ListenerClient, ep, "", true)
+	// The check itself would wait for the frozen member for DefaultTimeout.
+	checker := certcheck.New(certcheck.Config{CAFile: p.CAFile, CertFile: p.ClientCert, TLS: true,
+		Fallback: []certcheck.Target{tg}, DefaultTimeout: 10 * time.Second})
+	defer checker.Close()
+	e, err := New(taker, []string{"certificates"}, WithCertificates(checker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := values(t, registryFor(e, time.Second))
+	if v["etcd_monitor_up{}"] != 0 {
+		t.Fatalf("the frozen endpoint answered: %v", v)
+	}
+	if ts, ok := v["etcd_monitor_certificate_check_timestamp_seconds{}"]; ok {
+		t.Errorf("the scrape waited past its deadline for the first check (taken at %v)", ts)
+	}
+	if got, ok := v[`etcd_monitor_scrape_collector_success{collector="certificates"}`]; !ok || got != 0 {
+		t.Errorf("certificates collector success = %v (present %v), want 0: no check has finished", got, ok)
+	}
+}
+
+// TestCertificateLabelsSanitized: the names in a certificate a member serves are untrusted like the
+// rest of what comes from etcd: a subject of 600 bytes is cut as a long member name is, at 512
+// bytes ending in an ellipsis, rather than copied into every series of the member.
+func TestCertificateLabelsSanitized(t *testing.T) {
+	long := strings.Repeat("etcd-server-", 50)
+	p := certgen.NewEtcdPKI(t, 1,
+		func(int) certgen.Spec {
+			s := certgen.ServingSpec(0xA1, certgen.At(-time.Hour), certgen.At(30*24*time.Hour))
+			s.CommonName = long
+			return s
+		},
+		func(int) certgen.Spec {
+			return certgen.PeerSpec(0xA2, certgen.At(-time.Hour), certgen.At(30*24*time.Hour))
+		})
+	if cn := p.Serving[0].Cert.Subject.CommonName; cn != long {
+		t.Fatalf("test certificate's subject is %d bytes, want %d", len(cn), len(long))
+	}
+	c := p.Start(t)
+	v := values(t, registryFor(tlsExporter(t, p, c, 10*time.Minute), 10*time.Second))
+	cut := long[:maxLabelValue-len(ellipsis)] + ellipsis
+	k := fmt.Sprintf(`etcd_monitor_certificate_not_after_timestamp_seconds{certificate="leaf",issuer_cn="etcd-ca",listener="client",member="m0",serial="A1",subject_cn=%q}`, cut)
+	if got, want := v[k], float64(p.Serving[0].Cert.NotAfter.Unix()); got != want {
+		t.Errorf("not_after of the client listener with its subject cut to %d bytes = %v, want %v; series: %v", len(cut), got, want, v)
 	}
 }

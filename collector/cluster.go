@@ -30,22 +30,21 @@ func newClusterCollector() Collector {
 	}
 }
 
-func (c *clusterCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+func (c *clusterCollector) Update(s *snapshot.Snapshot, out Sink) error {
 	if s.MemberListErr != nil {
 		return errNoMembers(s)
 	}
 	cl := s.Cluster()
-	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	gauge(c.members, float64(cl.Members))
-	gauge(c.learners, float64(cl.Learners))
-	gauge(c.membersUp, float64(cl.MembersUp))
-	gauge(c.votingMembersUp, float64(cl.VotingMembersUp))
-	gauge(c.quorum, float64(cl.Quorum))
-	gauge(c.hasQuorum, boolValue(cl.HasQuorum))
+	out.Gauge(c.members, float64(cl.Members))
+	out.Gauge(c.learners, float64(cl.Learners))
+	out.Gauge(c.membersUp, float64(cl.MembersUp))
+	out.Gauge(c.votingMembersUp, float64(cl.VotingMembersUp))
+	out.Gauge(c.quorum, float64(cl.Quorum))
+	out.Gauge(c.hasQuorum, boolValue(cl.HasQuorum))
 	if !cl.AnyStatus {
 		// With no answer, "0 leaders" would be a claim nobody made.
 		return errNoStatus
 	}
-	gauge(c.leaders, float64(len(cl.Leaders)))
+	out.Gauge(c.leaders, float64(len(cl.Leaders)))
 	return nil
 }

@@ -67,7 +67,11 @@ func values(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 				}
 				parts = append(parts, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
 			}
-			out[mf.GetName()+"{"+strings.Join(parts, ",")+"}"] = m.GetGauge().GetValue()
+			v := m.GetGauge().GetValue()
+			if mf.GetType() == dto.MetricType_COUNTER {
+				v = m.GetCounter().GetValue()
+			}
+			out[mf.GetName()+"{"+strings.Join(parts, ",")+"}"] = v
 		}
 	}
 	return out
@@ -123,9 +127,12 @@ etcd_monitor_member_probe_success{member="m0",member_id="%[1]s",probe="read_seri
 # HELP etcd_monitor_member_db_quota_bytes Backend quota (--quota-backend-bytes) the member reports; etcd 3.6 and later.
 # TYPE etcd_monitor_member_db_quota_bytes gauge
 etcd_monitor_member_db_quota_bytes{member="m0",member_id="%[1]s"} 2.147483648e+09
-# HELP etcd_monitor_member_info Member metadata from the member list; version is empty while the member does not answer.
+# HELP etcd_monitor_member_info Member metadata from the member list, present while the member is in the list, up or down.
 # TYPE etcd_monitor_member_info gauge
-etcd_monitor_member_info{client_urls="%[2]s",is_learner="false",member="m0",member_id="%[1]s",peer_urls="%[3]s",version="3.6.16"} 1
+etcd_monitor_member_info{client_urls="%[2]s",is_learner="false",member="m0",member_id="%[1]s",peer_urls="%[3]s"} 1
+# HELP etcd_monitor_member_version_info 1 with the etcd version the member reports; absent while the member does not answer Status.
+# TYPE etcd_monitor_member_version_info gauge
+etcd_monitor_member_version_info{member="m0",member_id="%[1]s",version="3.6.16"} 1
 # HELP etcd_monitor_scrape_collector_success 1 when the collector obtained its data from etcd, else 0.
 # TYPE etcd_monitor_scrape_collector_success gauge
 etcd_monitor_scrape_collector_success{collector="alarms"} 1
@@ -133,13 +140,27 @@ etcd_monitor_scrape_collector_success{collector="cluster"} 1
 etcd_monitor_scrape_collector_success{collector="members"} 1
 etcd_monitor_scrape_collector_success{collector="probe"} 1
 etcd_monitor_scrape_collector_success{collector="status"} 1
+# HELP etcd_monitor_scrape_metric_errors_total Series a collector could not build since the exporter started (a value from etcd Prometheus refuses); the series is dropped, the rest of the scrape served.
+# TYPE etcd_monitor_scrape_metric_errors_total counter
+etcd_monitor_scrape_metric_errors_total{collector="alarms"} 0
+etcd_monitor_scrape_metric_errors_total{collector="cluster"} 0
+etcd_monitor_scrape_metric_errors_total{collector="members"} 0
+etcd_monitor_scrape_metric_errors_total{collector="probe"} 0
+etcd_monitor_scrape_metric_errors_total{collector="status"} 0
+# HELP etcd_monitor_scrape_collector_panics_total Panics recovered in a collector since the exporter started; the scrape that met one reports the collector failed.
+# TYPE etcd_monitor_scrape_collector_panics_total counter
+etcd_monitor_scrape_collector_panics_total{collector="alarms"} 0
+etcd_monitor_scrape_collector_panics_total{collector="cluster"} 0
+etcd_monitor_scrape_collector_panics_total{collector="members"} 0
+etcd_monitor_scrape_collector_panics_total{collector="probe"} 0
+etcd_monitor_scrape_collector_panics_total{collector="status"} 0
 `, id, m.ClientURL, m.Etcd().Config().AdvertisePeerUrls[0].String())
 	names := []string{
 		"etcd_monitor_up", "etcd_monitor_cluster_members", "etcd_monitor_cluster_learners", "etcd_monitor_cluster_members_up", "etcd_monitor_cluster_voting_members_up",
 		"etcd_monitor_cluster_quorum", "etcd_monitor_cluster_has_quorum", "etcd_monitor_cluster_leaders",
 		"etcd_monitor_member_up", "etcd_monitor_member_is_leader", "etcd_monitor_member_has_leader", "etcd_monitor_member_alarm",
-		"etcd_monitor_member_probe_success", "etcd_monitor_member_db_quota_bytes", "etcd_monitor_member_info",
-		"etcd_monitor_scrape_collector_success",
+		"etcd_monitor_member_probe_success", "etcd_monitor_member_db_quota_bytes", "etcd_monitor_member_info", "etcd_monitor_member_version_info",
+		"etcd_monitor_scrape_collector_success", "etcd_monitor_scrape_metric_errors_total", "etcd_monitor_scrape_collector_panics_total",
 	}
 	if err := testutil.GatherAndCompare(registryFor(e, 5*time.Second), strings.NewReader(expected), names...); err != nil {
 		t.Fatal(err)
@@ -254,7 +275,7 @@ func TestThreeMembersStoppedMemberAndLeaderChange(t *testing.T) {
 			t.Errorf("%s raft term %v did not rise above %v", m.Name, got, term)
 		}
 	}
-	if _, ok := v[`etcd_monitor_member_info{is_learner="false",member="`+leader.Name+`",version=""}`]; !ok {
+	if _, ok := v[`etcd_monitor_member_info{is_learner="false",member="`+leader.Name+`"}`]; !ok {
 		t.Errorf("stopped member missing from member_info: %v", v)
 	}
 

@@ -1,15 +1,16 @@
 package collector
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/etcd-monitor/etcd-monitor/scrapetimeout"
 )
 
 // HandlerOpts configures the scrape handler.
@@ -24,23 +25,23 @@ type HandlerOpts struct {
 }
 
 // Handler serves /metrics: each request gets its own registry and a deadline, so a hung member
-// can never make a scrape outlive Prometheus' patience.
+// can never make a scrape outlive Prometheus' patience. Concurrent requests share one in-flight
+// snapshot whose deadline is no later than their own.
 func (e *Exporter) Handler(o HandlerOpts) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		timeout, err := ScrapeTimeout(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), o.Timeout, o.Offset)
+		timeout, err := scrapetimeout.Parse(r.Header.Get(scrapetimeout.Header), o.Timeout, o.Offset)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		defer cancel()
-
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(e.Scrape(ctx))
-		gatherers := prometheus.Gatherers{reg}
+		// The request's context, not one ending at the deadline: the shared snapshot answers just
+		// after its deadline, and the scrape must wait for that answer.
+		reg.MustRegister(&scrape{e: e, ctx: r.Context(), deadline: time.Now().Add(timeout)})
+		gatherers := concurrentGatherers{reg}
 		if o.Gatherer != nil {
 			gatherers = append(gatherers, o.Gatherer)
 		}
@@ -51,19 +52,20 @@ func (e *Exporter) Handler(o HandlerOpts) http.Handler {
 	})
 }
 
-// ScrapeTimeout computes a scrape's deadline from Prometheus' header. When the header leaves no
-// room for the offset, half of it is used instead.
-func ScrapeTimeout(header string, fallback, offset time.Duration) (time.Duration, error) {
-	if header == "" {
-		return fallback, nil
+// concurrentGatherers gathers every gatherer at once, then merges the results as
+// prometheus.Gatherers does (which gathers one after the other): the exporter's own metrics (Go
+// runtime, /proc reads, about a millisecond) are read while the snapshot waits on etcd, not after.
+type concurrentGatherers []prometheus.Gatherer
+
+func (gs concurrentGatherers) Gather() ([]*dto.MetricFamily, error) {
+	done := make(prometheus.Gatherers, len(gs))
+	var wg sync.WaitGroup
+	for i, g := range gs {
+		wg.Go(func() {
+			mfs, err := g.Gather()
+			done[i] = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return mfs, err })
+		})
 	}
-	secs, err := strconv.ParseFloat(header, 64)
-	if err != nil || secs <= 0 || secs > 24*3600 {
-		return 0, fmt.Errorf("invalid X-Prometheus-Scrape-Timeout-Seconds %q", header)
-	}
-	t := time.Duration(secs * float64(time.Second))
-	if t-offset <= 0 {
-		return t / 2, nil
-	}
-	return t - offset, nil
+	wg.Wait()
+	return done.Gather()
 }

@@ -19,19 +19,22 @@ type membersCollector struct {
 
 func newMembersCollector() Collector {
 	return &membersCollector{
-		info: memberDesc("info", "Member metadata from the member list; version is empty while the member does not answer.",
-			"client_urls", "peer_urls", "version", "is_learner"),
+		// No version label: it is known only while the member answers Status, and a label that
+		// changes with the member's health would end the series at every outage and start a new
+		// one after it. The version is etcd_monitor_member_version_info, from the status collector.
+		info: memberDesc("info", "Member metadata from the member list, present while the member is in the list, up or down.",
+			"client_urls", "peer_urls", "is_learner"),
 	}
 }
 
-func (c *membersCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+func (c *membersCollector) Update(s *snapshot.Snapshot, out Sink) error {
 	if s.MemberListErr != nil {
 		return errNoMembers(s)
 	}
 	for _, m := range s.Members {
-		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1,
-			append(memberLabels(m), strings.Join(m.ClientURLs, ","), strings.Join(m.PeerURLs, ","),
-				m.Version(), strconv.FormatBool(m.IsLearner))...)
+		out.Gauge(c.info, 1,
+			append(memberLabels(m), labelValue(strings.Join(m.ClientURLs, ",")), labelValue(strings.Join(m.PeerURLs, ",")),
+				strconv.FormatBool(m.IsLearner))...)
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ func newProbeCollector() Collector {
 
 var errNoProbeAnswered = errors.New("no probe got an answer")
 
-func (c *probeCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+func (c *probeCollector) Update(s *snapshot.Snapshot, out Sink) error {
 	if s.MemberListErr != nil {
 		return errNoMembers(s)
 	}
@@ -38,10 +38,10 @@ func (c *probeCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metri
 			l := append(memberLabels(m), string(kind))
 			p, made := m.Probe(kind)
 			ok := made && p.Err == nil
-			ch <- prometheus.MustNewConstMetric(c.success, prometheus.GaugeValue, boolValue(ok), l...)
+			out.Gauge(c.success, boolValue(ok), l...)
 			if ok {
 				answered = true
-				ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, p.Duration.Seconds(), l...)
+				out.Gauge(c.duration, p.Duration.Seconds(), l...)
 			}
 		}
 	}

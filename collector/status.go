@@ -13,7 +13,7 @@ func init() {
 }
 
 type statusCollector struct {
-	up, isLeader, hasLeader                  *prometheus.Desc
+	up, isLeader, hasLeader, versionInfo     *prometheus.Desc
 	raftTerm, raftIndex, raftApplied, revRev *prometheus.Desc
 	dbSize, dbInUse, dbQuota                 *prometheus.Desc
 }
@@ -23,6 +23,7 @@ func newStatusCollector() Collector {
 		up:          memberDesc("up", "1 when the member answered Status within the scrape deadline, else 0."),
 		isLeader:    memberDesc("is_leader", "1 when the member reports itself as the raft leader."),
 		hasLeader:   memberDesc("has_leader", "1 when the member knows a leader, in its own view."),
+		versionInfo: memberDesc("version_info", "1 with the etcd version the member reports; absent while the member does not answer Status.", "version"),
 		raftTerm:    memberDesc("raft_term", "Raft term the member reports."),
 		raftIndex:   memberDesc("raft_index", "Raft committed index the member reports."),
 		raftApplied: memberDesc("raft_applied_index", "Raft index the member has applied to its store."),
@@ -35,21 +36,24 @@ func newStatusCollector() Collector {
 
 var errNoStatus = errors.New("no member answered Status")
 
-func (c *statusCollector) Update(s *snapshot.Snapshot, ch chan<- prometheus.Metric) error {
+func (c *statusCollector) Update(s *snapshot.Snapshot, out Sink) error {
 	if s.MemberListErr != nil {
 		return errNoMembers(s)
 	}
 	anyUp := false
 	for _, m := range s.Members {
 		l := memberLabels(m)
-		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, boolValue(m.Up()), l...)
+		out.Gauge(c.up, boolValue(m.Up()), l...)
 		if !m.Up() {
 			continue
 		}
 		anyUp = true
 		st := m.Status
 		gauge := func(d *prometheus.Desc, v float64) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+			out.Gauge(d, v, l...)
+		}
+		if v := m.Version(); v != "" {
+			out.Gauge(c.versionInfo, 1, append(l, labelValue(v))...)
 		}
 		gauge(c.isLeader, boolValue(m.IsLeader()))
 		gauge(c.hasLeader, boolValue(st.Leader != 0))

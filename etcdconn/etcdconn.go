@@ -32,7 +32,9 @@ type Config struct {
 	InsecureSkipVerify bool
 
 	Username string
-	Password string
+	// Password is used as given; PasswordFile instead is re-read when it changes (see Credentials).
+	Password     string
+	PasswordFile string
 }
 
 // ParseEndpoints splits a comma-separated endpoint list and validates each entry. Entries may be
@@ -62,38 +64,66 @@ func validateEndpoint(ep string) error {
 		if err != nil {
 			return fmt.Errorf("invalid etcd endpoint %q: %w", ep, err)
 		}
-		if u.Scheme != "http" && u.Scheme != "https" {
+		// Lower case only: url.Parse folds "HTTPS" but the checks for TLS (UsesTLS) and
+		// clientv3's own test for credentials read the text.
+		if (u.Scheme != "http" && u.Scheme != "https") || !strings.HasPrefix(ep, u.Scheme+"://") {
 			return fmt.Errorf("invalid etcd endpoint %q: scheme must be http or https", ep)
 		}
-		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		// url.Parse drops an empty query ("?") and keeps a fragment apart: look at the text too.
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || strings.ContainsAny(ep, "?#") {
 			return fmt.Errorf("invalid etcd endpoint %q: want scheme://host:port without path, query or credentials", ep)
 		}
 		hostport = u.Host
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
-		return fmt.Errorf("invalid etcd endpoint %q: want host:port: %w", ep, err)
+		// The error's text repeats the address unquoted (a newline in it would break the line).
+		reason := "malformed address"
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			reason = ae.Err
+		}
+		return fmt.Errorf("invalid etcd endpoint %q: want host:port: %s", ep, reason)
 	}
 	if host == "" {
 		return fmt.Errorf("invalid etcd endpoint %q: empty host", ep)
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+	if err := validateHost(hostport, host); err != nil {
+		return fmt.Errorf("invalid etcd endpoint %q: %w", ep, err)
+	}
+	// Atoi alone would take "+1"; the dialer would not.
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || strings.Trim(port, "0123456789") != "" {
 		return fmt.Errorf("invalid etcd endpoint %q: port must be a number from 1 to 65535", ep)
+	}
+	return nil
+}
+
+// validateHost takes what a resolver or dialer takes: letters, digits, '.', '-' and '_' (an
+// internationalised name goes in its ASCII form), and an IPv6 address, with an optional zone, in
+// brackets. A typo is then a start-up error rather than a member down at every scrape.
+func validateHost(hostport, host string) error {
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
+			return errors.New("host must be an IP address or an ASCII DNS name")
+		}
+	}
+	if strings.HasPrefix(hostport, "[") {
+		addr, _, _ := strings.Cut(host, "%") // an IPv6 zone, as in [fe80::1%eth0]
+		if ip := net.ParseIP(addr); ip == nil || ip.To4() != nil {
+			return errors.New("only an IPv6 address goes in brackets")
+		}
+	} else if strings.Contains(host, "%") {
+		return errors.New("a zone (%) needs a bracketed IPv6 address")
 	}
 	return nil
 }
 
 // ReadPasswordFile reads a password kept in a file, dropping the trailing newline editors add.
 func ReadPasswordFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	cr, err := Config{PasswordFile: path}.Credentials(nil)
 	if err != nil {
-		return "", fmt.Errorf("reading etcd password file: %w", err)
+		return "", err
 	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("etcd password file %s is empty", path)
-	}
-	return pw, nil
+	return cr.Password(), nil
 }
 
 // UsesTLS reports whether connections must be encrypted.
@@ -154,10 +184,16 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if (c.Username == "") != (c.Password == "") {
+	if c.Password != "" && c.PasswordFile != "" {
+		return errors.New("etcd password and password file are exclusive")
+	}
+	if (c.Username == "") != (c.Password == "" && c.PasswordFile == "") {
 		return errors.New("etcd username and password must be given together")
 	}
-	_, err := c.TLSConfig()
+	if _, err := c.TLSConfig(); err != nil {
+		return err
+	}
+	_, err := c.Credentials(nil)
 	return err
 }
 
@@ -185,11 +221,24 @@ func (c Config) ClientConfig(endpoints []string, tlsCfg *tls.Config, dialTimeout
 
 // New returns a client balancing over all of c.Endpoints, for workloads such as the benchmark.
 func New(c Config, dialTimeout time.Duration) (*clientv3.Client, error) {
-	tlsCfg, err := c.TLSConfig()
+	cr, err := c.Credentials(nil)
 	if err != nil {
 		return nil, err
 	}
-	cli, err := clientv3.New(c.ClientConfig(c.Endpoints, tlsCfg, dialTimeout))
+	var tlsCfg *tls.Config
+	if len(c.Endpoints) == 1 || c.ServerName != "" {
+		// The name to verify is known whichever endpoint is dialed. clientv3 passes each endpoint's
+		// host to gRPC as the server name, which overrides tls.Config.ServerName: only
+		// Credentials' own verification honours --etcd.tls.server-name.
+		tlsCfg = cr.TLSConfigFor(c.Endpoints[0])
+	} else if tlsCfg, err = c.TLSConfig(); err != nil {
+		// Over several endpoints, each connection is verified by crypto/tls against the host it
+		// dialed, with the files as read now.
+		return nil, err
+	}
+	cc := c.ClientConfig(c.Endpoints, tlsCfg, dialTimeout)
+	cc.Password = cr.Password()
+	cli, err := clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd: %w", err)
 	}

@@ -189,7 +189,7 @@ local util = import 'lib/util.libsonnet';
     ),
     alert(
       'EtcdMixedVersions', 'warning', c.mixedVersionsFor,
-      'count by (%(cl)s) (count by (%(cl)s, version) (etcd_monitor_member_info{%(exporterSelector)s, version!=""})) > 1' % v,
+      'count by (%(cl)s) (count by (%(cl)s, version) (etcd_monitor_member_version_info{%(exporterSelector)s})) > 1' % v,
       'etcd members run different versions.',
       'Cluster %s has run {{ $value }} different etcd versions for %s: finish or roll back the upgrade.' % [cluster, c.mixedVersionsFor],
     ),

@@ -45,6 +45,10 @@ func (s *Shared) Needs() Needs { return s.needs }
 // which returns just after its deadline with whatever did not answer marked down, is always waited
 // for; ctx only says whether the caller is still there (Take returns ctx's error when it goes).
 // The snapshot is shared with other callers and must not be modified.
+//
+// A caller that goes while others still wait gets ctx's error at once. The last caller to go
+// cancels the snapshot and gets what it holds by then (the taker returns promptly once canceled,
+// with whatever had not answered marked down): a server shutting down answers what it has.
 func (s *Shared) Take(ctx context.Context, deadline time.Time) (*Snapshot, error) {
 	s.mu.Lock()
 	var call *sharedCall
@@ -71,7 +75,10 @@ func (s *Shared) Take(ctx context.Context, deadline time.Time) (*Snapshot, error
 		s.leave(call)
 		return call.snap, nil
 	case <-ctx.Done():
-		s.leave(call)
+		if s.leave(call) {
+			<-call.done
+			return call.snap, nil
+		}
 		return nil, ctx.Err()
 	}
 }
@@ -97,13 +104,14 @@ func (s *Shared) drop(call *sharedCall) {
 }
 
 // leave drops a waiter; the last one to give up before the snapshot is done cancels it, so a
-// snapshot nobody waits for any more stops asking etcd.
-func (s *Shared) leave(call *sharedCall) {
+// snapshot nobody waits for any more stops asking etcd. It reports whether the caller was that
+// last waiter.
+func (s *Shared) leave(call *sharedCall) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	call.waiters--
 	if call.waiters > 0 {
-		return
+		return false
 	}
 	select {
 	case <-call.done:
@@ -111,4 +119,5 @@ func (s *Shared) leave(call *sharedCall) {
 		call.cancel()
 		s.drop(call)
 	}
+	return true
 }

@@ -123,17 +123,44 @@ func TestSharedCanceledCallersStopTheSnapshot(t *testing.T) {
 		return &Snapshot{}
 	}, Needs{})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	type result struct {
+		snap *Snapshot
+		err  error
+	}
+	done := make(chan result, 2)
+	other, cancelOther := context.WithCancel(context.Background())
 	go func() {
-		_, err := sh.Take(ctx, time.Now().Add(time.Minute))
-		done <- err
+		snap, err := sh.Take(other, time.Now().Add(time.Minute))
+		done <- result{snap, err}
 	}()
-	waitFor(t, "the caller", func() bool { return waiters(sh) == 1 })
+	waitFor(t, "the first caller", func() bool { return waiters(sh) == 1 })
+	go func() {
+		snap, err := sh.Take(ctx, time.Now().Add(time.Minute))
+		done <- result{snap, err}
+	}()
+	waitFor(t, "the second caller", func() bool { return waiters(sh) == 2 })
+	// A caller that goes while another still waits gets its context's error at once.
+	cancelOther()
+	select {
+	case r := <-done:
+		if r.snap != nil || !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("Take = %v, %v; want nil, context.Canceled", r.snap, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Take did not return after its caller was canceled")
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("the snapshot was canceled (%v) while a caller still waited", err)
+	default:
+	}
+	// The last caller to go cancels the snapshot and gets what it holds (a server shutting down
+	// answers what it has).
 	cancel()
 	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Take = %v, want context.Canceled", err)
+	case r := <-done:
+		if r.snap == nil || r.err != nil {
+			t.Fatalf("last caller: Take = %v, %v; want the canceled snapshot", r.snap, r.err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Take did not return after its caller was canceled")

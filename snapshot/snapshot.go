@@ -64,8 +64,12 @@ type Member struct {
 	ClientURLs []string
 	PeerURLs   []string
 	IsLearner  bool
-	// Endpoint is the client URL the exporter used to reach this member ("" if it has none yet).
+	// Endpoint is the address this member answered on: one of its client URLs, or a configured
+	// endpoint known by the member ID in its answers to be this member. When it did not answer, it
+	// is the first address tried ("" if it has none yet).
 	Endpoint string
+	// candidates are the addresses to try, best first.
+	candidates []string
 
 	Status         *pb.StatusResponse
 	StatusErr      error

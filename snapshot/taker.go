@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
@@ -24,16 +24,24 @@ import (
 // user data; etcdctl's endpoint health reads the same key.
 const DefaultProbeKey = "health"
 
-// Taker takes snapshots of one cluster. It keeps one client per member between snapshots and
-// closes a member's client when the member leaves the cluster. It is safe for concurrent use.
+// Taker takes snapshots of one cluster. It keeps one client per address (configured endpoint or
+// advertised client URL) between snapshots, learns from the answers which member each address
+// reaches, and closes a client when no member or configured endpoint uses its address any more.
+// It is safe for concurrent use.
 type Taker struct {
 	conn     etcdconn.Config
-	tlsCfg   *tls.Config
+	creds    *etcdconn.Credentials // re-reads TLS and password files when they change (credentials.go)
 	logger   *slog.Logger
 	probeKey string
 
 	mu      sync.Mutex
-	clients map[string]*clientv3.Client // by endpoint URL
+	clients map[string]*clientv3.Client // by address
+	// creating holds, per endpoint, a channel closed when the creation under way ends.
+	creating map[string]chan struct{}
+	// memberOf is the member that last answered on an address (by the ID in its answer's header);
+	// reachedBy is the address each member last answered on.
+	memberOf  map[string]uint64
+	reachedBy map[uint64]string
 	// preferred is the endpoint that last answered MemberList; asking it first keeps a hung
 	// endpoint early in the configured list from costing every scrape part of its deadline.
 	preferred string
@@ -49,25 +57,27 @@ func WithLogger(l *slog.Logger) Option { return func(t *Taker) { t.logger = l } 
 // WithProbeKey sets the key the probes read.
 func WithProbeKey(k string) Option { return func(t *Taker) { t.probeKey = k } }
 
-// NewTaker validates the connection settings (loading TLS files once) without contacting etcd,
+// NewTaker validates the connection settings (loading TLS and password files) without contacting etcd,
 // so that an unreachable cluster at start-up is a metric, not an error.
 func NewTaker(conn etcdconn.Config, opts ...Option) (*Taker, error) {
 	if err := conn.Validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := conn.TLSConfig()
-	if err != nil {
-		return nil, err
-	}
 	t := &Taker{
-		conn:     conn,
-		tlsCfg:   tlsCfg,
-		logger:   slog.New(slog.DiscardHandler),
-		probeKey: DefaultProbeKey,
-		clients:  map[string]*clientv3.Client{},
+		conn:      conn,
+		logger:    slog.New(slog.DiscardHandler),
+		probeKey:  DefaultProbeKey,
+		clients:   map[string]*clientv3.Client{},
+		creating:  map[string]chan struct{}{},
+		memberOf:  map[string]uint64{},
+		reachedBy: map[uint64]string{},
 	}
 	for _, o := range opts {
 		o(t)
+	}
+	var err error
+	if t.creds, err = conn.Credentials(t.logger); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -85,25 +95,67 @@ func (t *Taker) Close() {
 
 var errClosed = errors.New("snapshot taker closed")
 
+// ErrPlaintextURL marks an address that is not used because it would carry the password, token
+// and every answer unencrypted although TLS is configured. clientv3 drops TLS for http:// and
+// unix:// endpoints whatever its TLS configuration, and members may advertise such URLs.
+var ErrPlaintextURL = errors.New("TLS is configured and credentials would be sent in clear")
+
+// plaintext reports whether clientv3 would connect to endpoint without TLS. An endpoint without a
+// scheme uses TLS when TLS is configured.
+func plaintext(endpoint string) bool {
+	return strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "unix:")
+}
+
 // client returns the kept client for one endpoint, creating it when needed. Creation only blocks
 // when auth is enabled (clientv3 fetches a token), and then no longer than the deadline of ctx.
+// Concurrent callers for one endpoint wait for a single creation, so that a member's Status and
+// probes share one connection from the first snapshot on.
 func (t *Taker) client(ctx context.Context, endpoint string) (*clientv3.Client, error) {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil, errClosed
+	if t.conn.UsesTLS() && plaintext(endpoint) {
+		return nil, fmt.Errorf("refusing %s: %w", endpoint, ErrPlaintextURL)
 	}
-	if c, ok := t.clients[endpoint]; ok {
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, errClosed
+		}
+		if c, ok := t.clients[endpoint]; ok {
+			t.mu.Unlock()
+			return c, nil
+		}
+		wait, busy := t.creating[endpoint]
+		if !busy {
+			done := make(chan struct{})
+			t.creating[endpoint] = done
+			t.mu.Unlock()
+			c, err := t.create(ctx, endpoint)
+			t.mu.Lock()
+			delete(t.creating, endpoint)
+			close(done)
+			t.mu.Unlock()
+			return c, err
+		}
 		t.mu.Unlock()
-		return c, nil
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	t.mu.Unlock()
+}
 
+// create dials a client for endpoint and keeps it; the caller holds the endpoint's creation slot.
+func (t *Taker) create(ctx context.Context, endpoint string) (*clientv3.Client, error) {
 	dialTimeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		dialTimeout = max(time.Until(dl), time.Millisecond)
 	}
-	c, err := clientv3.New(t.conn.ClientConfig([]string{endpoint}, t.tlsCfg, dialTimeout))
+	cfg := t.creds.ClientConfig(endpoint, dialTimeout)
+	// Every call, the token request clientv3.New makes when auth is on included, first checks the
+	// connection: a refused connection fails it at once instead of holding it to the deadline.
+	cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(failFast))
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", endpoint, err)
 	}
@@ -113,16 +165,13 @@ func (t *Taker) client(ctx context.Context, endpoint string) (*clientv3.Client, 
 		_ = c.Close()
 		return nil, errClosed
 	}
-	if existing, ok := t.clients[endpoint]; ok { // lost a race with a concurrent snapshot
-		_ = c.Close()
-		return existing, nil
-	}
 	t.clients[endpoint] = c
 	return c, nil
 }
 
-// forget closes clients to endpoints that are neither configured nor a current member's.
-func (t *Taker) forget(keep map[string]bool) {
+// forget closes clients to addresses that are neither configured nor a current member's, and
+// drops what was learned about departed members and addresses.
+func (t *Taker) forget(keep map[string]bool, members []*Member) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for ep, c := range t.clients {
@@ -132,12 +181,27 @@ func (t *Taker) forget(keep map[string]bool) {
 			delete(t.clients, ep)
 		}
 	}
+	for addr := range t.memberOf {
+		if !keep[addr] {
+			delete(t.memberOf, addr)
+		}
+	}
+	current := map[uint64]bool{}
+	for _, m := range members {
+		current[m.ID] = true
+	}
+	for id := range t.reachedBy {
+		if !current[id] {
+			delete(t.reachedBy, id)
+		}
+	}
 }
 
 // Take asks every member, concurrently, for what needs says, and returns when all have answered
 // or ctx is done. It never returns an error: what failed is recorded in the snapshot.
 func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 	s := &Snapshot{Start: time.Now(), Needs: needs}
+	t.dropStaleClients()
 	members, from, err := t.memberList(ctx)
 	s.MemberListDuration = time.Since(s.Start)
 	s.MemberListEndpoint, s.MemberListErr = from, err
@@ -145,50 +209,45 @@ func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 		t.logger.Debug("member list failed on every endpoint", "err", err)
 		return s
 	}
+	for _, pm := range members {
+		s.Members = append(s.Members, &Member{
+			ID: pm.ID, Name: pm.Name, ClientURLs: pm.ClientURLs, PeerURLs: pm.PeerURLs, IsLearner: pm.IsLearner,
+			Alarms: map[string]bool{},
+		})
+	}
 	keep := map[string]bool{}
 	for _, ep := range t.conn.Endpoints {
 		keep[ep] = true
 	}
-	for _, pm := range members {
-		m := &Member{
-			ID: pm.ID, Name: pm.Name, ClientURLs: pm.ClientURLs, PeerURLs: pm.PeerURLs, IsLearner: pm.IsLearner,
-			Alarms: map[string]bool{},
+	claimed := t.claimedEndpoints(s.Members)
+	for _, m := range s.Members {
+		m.candidates = t.candidates(m, claimed)
+		for _, a := range m.candidates {
+			keep[a] = true
 		}
-		m.Endpoint = t.endpointFor(pm.ClientURLs)
-		if m.Endpoint != "" {
-			keep[m.Endpoint] = true
+		if len(m.candidates) > 0 {
+			m.Endpoint = m.candidates[0]
 		}
-		s.Members = append(s.Members, m)
 	}
-	t.forget(keep)
+	t.forget(keep, s.Members)
 
 	var wg sync.WaitGroup
 	var phaseMu sync.Mutex // guards the phase durations written by the goroutines
 	phaseStart := time.Now()
+	phaseDone := func(d *time.Duration) func() {
+		return func() {
+			phaseMu.Lock()
+			*d = max(*d, time.Since(phaseStart))
+			phaseMu.Unlock()
+		}
+	}
 	for _, m := range s.Members {
-		if m.Endpoint == "" {
+		if len(m.candidates) == 0 {
 			m.StatusErr = errors.New("member has not started: it has no client URL yet")
 			continue
 		}
-		if needs.Status {
-			wg.Go(func() {
-				t.status(ctx, m)
-				phaseMu.Lock()
-				s.StatusDuration = max(s.StatusDuration, time.Since(phaseStart))
-				phaseMu.Unlock()
-			})
-		}
-		if needs.Probes {
-			kinds := m.ProbeKinds()
-			m.Probes = make([]Probe, len(kinds))
-			for i, kind := range kinds {
-				wg.Go(func() {
-					m.Probes[i] = t.probe(ctx, m, kind)
-					phaseMu.Lock()
-					s.ProbeDuration = max(s.ProbeDuration, time.Since(phaseStart))
-					phaseMu.Unlock()
-				})
-			}
+		if needs.Status || needs.Probes {
+			wg.Go(func() { t.ask(ctx, m, needs, phaseDone(&s.StatusDuration), phaseDone(&s.ProbeDuration)) })
 		}
 	}
 	wg.Wait()
@@ -231,7 +290,10 @@ func (t *Taker) memberList(ctx context.Context) ([]*memberListEntry, string, err
 			t.mu.Unlock()
 			return members, ep, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+		if !strings.Contains(err.Error(), ep) {
+			err = fmt.Errorf("%s: %w", ep, err)
+		}
+		errs = append(errs, err)
 	}
 	return nil, "", fmt.Errorf("member list: %w", errors.Join(errs...))
 }
@@ -260,34 +322,18 @@ func (t *Taker) memberListFrom(ctx context.Context, endpoint string) ([]*memberL
 	if err != nil {
 		return nil, err
 	}
-	if err := reachable(ctx, c); err != nil {
-		return nil, err
-	}
 	resp, err := c.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return nil, err
 	}
+	// The header says which member this endpoint is, which matters when it is not an address that
+	// member advertises (a port-forward, a NAT).
+	t.learn(endpoint, resp.Header.GetMemberId())
 	out := make([]*memberListEntry, 0, len(resp.Members))
 	for _, m := range resp.Members {
 		out = append(out, &memberListEntry{ID: m.ID, Name: m.Name, ClientURLs: m.ClientURLs, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner})
 	}
 	return out, nil
-}
-
-// endpointFor picks the client URL to reach a member by: one the user configured when the member
-// advertises it, so that the user's choice of address (and its certificate name) is honoured.
-func (t *Taker) endpointFor(clientURLs []string) string {
-	for _, u := range clientURLs {
-		for _, ep := range t.conn.Endpoints {
-			if sameEndpoint(u, ep) {
-				return ep
-			}
-		}
-	}
-	if len(clientURLs) == 0 {
-		return ""
-	}
-	return clientURLs[0]
 }
 
 // sameEndpoint compares a member's advertised URL with a configured endpoint, which may lack a scheme.
@@ -306,12 +352,11 @@ func sameEndpoint(advertised, configured string) bool {
 // one that did not answer in time.
 var ErrUnreachable = errors.New("member unreachable")
 
-// reachable waits until the member's connection is ready, or fails at once when gRPC reports it
-// failing. clientv3 calls wait for a ready connection, so without this a stopped member (connection
-// refused) would hold every call to it until the deadline. A hung member keeps a ready connection and
-// is still bounded by ctx alone.
-func reachable(ctx context.Context, c *clientv3.Client) error {
-	conn := c.ActiveConnection()
+// reachable waits until the connection is ready, or fails at once when gRPC reports it failing.
+// clientv3 calls wait for a ready connection, so without this a stopped member (connection
+// refused) would hold every call to it until the deadline. A hung member keeps a ready connection
+// and is still bounded by ctx alone.
+func reachable(ctx context.Context, conn *grpc.ClientConn) error {
 	for {
 		switch st := conn.GetState(); st {
 		case connectivity.Ready:
@@ -329,33 +374,92 @@ func reachable(ctx context.Context, c *clientv3.Client) error {
 	}
 }
 
-func (t *Taker) status(ctx context.Context, m *Member) {
-	start := time.Now()
-	c, err := t.client(ctx, m.Endpoint)
-	var resp *clientv3.StatusResponse
-	if err == nil {
-		err = reachable(ctx, c)
+// failFast is a gRPC interceptor that makes each call check reachable first. Its error is not a
+// gRPC status, so clientv3's retry interceptor (outside it) does not retry it.
+func failFast(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if err := reachable(ctx, cc); err != nil {
+		return err
 	}
-	if err == nil {
-		resp, err = c.Status(ctx, m.Endpoint)
-	}
-	m.StatusDuration = time.Since(start)
-	if err != nil {
-		m.StatusErr = err
-		t.logger.Debug("status failed", "member", m.Name, "endpoint", m.Endpoint, "err", err)
-		return
-	}
-	m.Status = (*pb.StatusResponse)(resp)
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
-func (t *Taker) probe(ctx context.Context, m *Member, kind ProbeKind) Probe {
-	p := Probe{Kind: kind}
-	c, err := t.client(ctx, m.Endpoint)
-	if err != nil {
-		p.Err = err
-		return p
+// ask finds m on one of its addresses by asking Status there, then makes the probes on the
+// connection known to reach it. When m's address is known from the last snapshot the probes start
+// at once beside Status and are kept only if Status confirms the member there; otherwise they run
+// once the member is found, so that no probe answered by another member counts for m.
+func (t *Taker) ask(ctx context.Context, m *Member, needs Needs, statusDone, probesDone func()) {
+	known := t.knownAddress(m)
+	earlyCtx, cancelEarly := context.WithCancel(ctx)
+	defer cancelEarly()
+	var early []Probe
+	var earlyWG sync.WaitGroup
+	if needs.Probes && known != "" {
+		early = t.probes(earlyCtx, m, known, &earlyWG)
 	}
-	if err := reachable(ctx, c); err != nil {
+	start := time.Now()
+	addr, resp, err := t.resolve(ctx, m)
+	m.StatusDuration = time.Since(start)
+	m.Endpoint = addr
+	if err != nil {
+		m.StatusErr = err
+		t.logger.Debug("status failed", "member", m.Name, "endpoint", addr, "err", err)
+	} else {
+		m.Status = resp
+	}
+	statusDone()
+	if !needs.Probes {
+		return
+	}
+	if err != nil || addr != known {
+		cancelEarly()
+	}
+	earlyWG.Wait()
+	switch {
+	case err != nil:
+		// The member was not reached: a probe's answer would not be known to be its.
+		m.Probes = make([]Probe, 0, len(m.ProbeKinds()))
+		for _, kind := range m.ProbeKinds() {
+			m.Probes = append(m.Probes, Probe{Kind: kind, Err: err})
+		}
+	case addr == known:
+		m.Probes = early
+	default:
+		var wg sync.WaitGroup
+		m.Probes = t.probes(ctx, m, addr, &wg)
+		wg.Wait()
+	}
+	probesDone()
+}
+
+// statusAt asks Status of whatever member answers on addr.
+func (t *Taker) statusAt(ctx context.Context, addr string) (*pb.StatusResponse, error) {
+	c, err := t.client(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	// clientv3's Maintenance.Status dials a new connection (TCP, and TLS when used) on every call;
+	// the kept connection answers the same RPC.
+	resp, err := pb.NewMaintenanceClient(c.ActiveConnection()).Status(ctx, &pb.StatusRequest{})
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return resp, err
+}
+
+// probes starts every probe that applies to m against addr; the results are in place once wg is done.
+func (t *Taker) probes(ctx context.Context, m *Member, addr string, wg *sync.WaitGroup) []Probe {
+	kinds := m.ProbeKinds()
+	out := make([]Probe, len(kinds))
+	for i, kind := range kinds {
+		wg.Go(func() { out[i] = t.probe(ctx, m, addr, kind) })
+	}
+	return out
+}
+
+func (t *Taker) probe(ctx context.Context, m *Member, addr string, kind ProbeKind) Probe {
+	p := Probe{Kind: kind}
+	c, err := t.client(ctx, addr)
+	if err != nil {
 		p.Err = err
 		return p
 	}
@@ -364,11 +468,18 @@ func (t *Taker) probe(ctx context.Context, m *Member, kind ProbeKind) Probe {
 		opts = append(opts, clientv3.WithSerializable())
 	}
 	start := time.Now()
-	_, err = c.Get(ctx, t.probeKey, append(opts, clientv3.WithCountOnly())...)
+	resp, err := c.Get(ctx, t.probeKey, append(opts, clientv3.WithCountOnly())...)
 	p.Duration = time.Since(start)
-	// A user without read permission on the probe key still gets its answer from the member after
-	// the read went through the same path, as etcdctl endpoint health also treats it.
-	if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+	switch {
+	case err == nil:
+		if id := resp.Header.GetMemberId(); id != m.ID {
+			t.learn(addr, id)
+			p.Err = &WrongMemberError{Endpoint: addr, MemberID: id}
+		}
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		// A user without read permission on the probe key still gets its answer from the member
+		// after the read went through the same path, as etcdctl endpoint health also treats it.
+	default:
 		p.Err = err
 	}
 	return p

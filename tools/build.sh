@@ -22,6 +22,7 @@ export GOFLAGS="-mod=readonly -buildvcs=false"
 TABLE='
 etcd|ETCD_BIN|etcd|go.etcd.io/etcd/server/v3|go.etcd.io/etcd/server/v3|--version
 etcdctl|ETCDCTL_BIN|etcd|go.etcd.io/etcd/etcdctl/v3|go.etcd.io/etcd/etcdctl/v3|version
+etcdutl|ETCDUTL_BIN|etcd|go.etcd.io/etcd/etcdutl/v3|go.etcd.io/etcd/etcdutl/v3|version
 etcd-3.5|ETCD35_BIN|etcd35|go.etcd.io/etcd/server/v3|go.etcd.io/etcd/server/v3|--version
 etcd-benchmark|ETCD_BENCHMARK_BIN|etcdbench|go.etcd.io/etcd/v3|go.etcd.io/etcd/v3/tools/benchmark|--help
 prometheus|PROMETHEUS_BIN|prometheus|github.com/prometheus/prometheus|github.com/prometheus/prometheus/cmd/prometheus|--version

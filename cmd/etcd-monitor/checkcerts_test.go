@@ -47,6 +47,11 @@ func TestCheckCertificates(t *testing.T) {
 			if len(rep.Certificates) != 4 {
 				t.Fatalf("%d certificates in the report, want 4: %s", len(rep.Certificates), out)
 			}
+			// The status line a monitoring system reads carries the certificates' verdict too.
+			status := statusLineOf(t, captureStdout(t, func() { run(args[:len(args)-1]) }))
+			if want := "ETCD " + strings.ToUpper(string(rep.Verdict)) + " - "; !strings.HasPrefix(status.text, want) || !strings.Contains(status.text, tc.reason) {
+				t.Errorf("status line %q, want it to start with %q and name %q", status.text, want, tc.reason)
+			}
 			for _, cc := range rep.Certificates {
 				if cc.Error != "" || cc.NotAfter.IsZero() || cc.Expiry == "" {
 					t.Errorf("certificate %+v: want read and judged", cc)

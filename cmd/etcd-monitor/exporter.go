@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -28,10 +29,12 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	webCfg := webflag.AddFlags(cmd, ":9379")
 	metricsPath := cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	timeout := cmd.Flag("scrape.timeout", "Scrape deadline when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds header.").Default("10s").Duration()
+	maxRequests := cmd.Flag("web.max-requests", "Maximum number of scrapes of the metrics path served at once; more are answered 503 at once (0: no limit).").Default("40").Int()
 	offset := cmd.Flag("scrape.timeout-offset", "Subtracted from Prometheus' scrape timeout header to leave time to send the answer.").Default("500ms").Duration()
 	probeKey := cmd.Flag("probe.key", "Key the latency probes read (never written).").Default(snapshot.DefaultProbeKey).String()
 	etcd := addEtcdFlags(cmd)
 	certFlags := addCertificateFlags(cmd)
+	backupDirs := cmd.Flag("backup.dir", "Directory, or glob, of snapshot files whose freshness the backup collector reports (repeatable; see docs/backup.md).").Strings()
 
 	enabled := map[string]*bool{}
 	// The certificates collector is on by default only when etcd is reached over TLS.
@@ -63,8 +66,11 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if *offset < 0 {
 			return errors.New("--scrape.timeout-offset must not be negative")
 		}
-		if !strings.HasPrefix(*metricsPath, "/") || *metricsPath == "/" {
-			return errors.New("--web.telemetry-path must start with / and not be /")
+		if *maxRequests < 0 {
+			return fmt.Errorf("--web.max-requests must not be negative, got %d", *maxRequests)
+		}
+		if err := validateTelemetryPath(*metricsPath); err != nil {
+			return err
 		}
 		if err := certFlags.validate(); err != nil {
 			return err
@@ -72,7 +78,8 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if on := enabled["certificates"]; on != nil && !certificatesSet {
 			*on = conn.UsesTLS()
 		}
-		var names []string
+		// Not nil even when every collector is switched off: nil asks for the default set.
+		names := []string{}
 		for name, on := range enabled {
 			if *on {
 				names = append(names, name)
@@ -83,7 +90,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return err
 		}
 		defer taker.Close()
-		opts := []collector.Option{collector.WithLogger(logger)}
+		opts := []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs)}
 		var checker *certcheck.Checker
 		if on := enabled["certificates"]; on != nil && *on {
 			if checker, err = certFlags.checker(conn); err != nil {
@@ -98,7 +105,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		}
 
 		handler, api, err := newExporterHandler(exporterHandlerConfig{
-			metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
+			metricsPath: *metricsPath, timeout: *timeout, offset: *offset, maxRequests: *maxRequests,
 			taker: taker, exporter: exp, logger: logger, certificates: checker,
 		})
 		if err != nil {
@@ -106,18 +113,28 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		}
 
 		logger.Info("starting etcd-monitor", "version", version.Info(), "endpoints", strings.Join(conn.Endpoints, ","), "collectors", strings.Join(exp.Collectors(), ","))
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		// Every request's context derives from requests, canceled on SIGTERM: a scrape waiting on a
+		// hung member then stops waiting and answers what it has (the member down), so that
+		// Shutdown, which waits for in-flight requests, does not wait for their deadlines.
+		requests, cancelRequests := context.WithCancel(context.Background())
+		defer cancelRequests()
+		srv := newServer(handler)
+		srv.BaseContext = func(net.Listener) context.Context { return requests }
 		errc := make(chan error, 1)
 		go func() { errc <- web.ListenAndServe(srv, webCfg, logger) }()
 		select {
 		case err := <-errc:
 			return err
 		case <-ctx.Done():
-			logger.Info("shutting down")
+			logger.Info("shutting down: answering in-flight requests with what they have")
 			api.ShuttingDown()
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			cancelRequests()
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
-			return srv.Shutdown(sctx)
+			if err := srv.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutting down: %w", err)
+			}
+			return nil
 		}
 	}
 }
@@ -126,6 +143,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 type exporterHandlerConfig struct {
 	metricsPath     string
 	timeout, offset time.Duration
+	maxRequests     int // scrapes of metricsPath served at once, 0: no limit
 	taker           *snapshot.Taker
 	exporter        *collector.Exporter
 	logger          *slog.Logger
@@ -135,7 +153,8 @@ type exporterHandlerConfig struct {
 
 // newExporterHandler builds everything the exporter serves on one mux, so that --web.config.file
 // (TLS, basic auth) protects the metrics, the status API and the page alike.
-func newExporterHandler(c exporterHandlerConfig) (http.Handler, *clusterapi.API, error) {
+func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.API, err error) {
+	defer recoverPattern(c.metricsPath, &err)
 	self := prometheus.NewRegistry()
 	self.MustRegister(
 		collectors.NewGoCollector(),
@@ -163,6 +182,6 @@ func newExporterHandler(c exporterHandlerConfig) (http.Handler, *clusterapi.API,
 	if err != nil {
 		return nil, nil, err
 	}
-	mux.Handle("/", landing)
-	return mux, api, nil
+	mux.Handle("/", withPagePolicy(landing))
+	return securityHeaders(limitScrapes(mux, c.metricsPath, c.maxRequests)), api, nil
 }

@@ -44,6 +44,11 @@ func run(args []string) int {
 
 	chosen, err := app.Parse(args)
 	if err != nil {
+		if pc, _ := app.ParseContext(args); pc != nil && pc.SelectedCommand != nil {
+			if handle, ok := usageErrorHandlers[pc.SelectedCommand.FullCommand()]; ok {
+				return handle(err)
+			}
+		}
 		fmt.Fprintf(os.Stderr, "%s: error: %v\n", appName, err)
 		return 1
 	}
@@ -67,7 +72,11 @@ func run(args []string) int {
 // extraCommands lets each command register itself from its own file.
 var extraCommands []func(*kingpin.Application) (*kingpin.CmdClause, func(context.Context, *slog.Logger) error)
 
-// exitCoder is an error that asks for a specific exit status (check uses 1 and 2).
+// usageErrorHandlers report a command line error of the command they are keyed by (its full name)
+// and return the exit status; without one a command line error is one line on stderr and exit 1.
+var usageErrorHandlers = map[string]func(error) int{}
+
+// exitCoder is an error that asks for a specific exit status (check uses 1, 2 and 3).
 type exitCoder interface {
 	error
 	ExitCode() int

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 )
 
@@ -230,5 +232,25 @@ func WithTLS(client, peer func(i int) TLSFiles) Option {
 	}
 }
 
-// PeerURL returns the member's advertised peer URL.
-func (m *Member) PeerURL() string { return m.cfg.AdvertisePeerUrls[0].String() }
+// Settled wraps a package's testing.M for goleak.VerifyTestMain in packages whose tests run
+// embedded etcd members: after the tests it waits, bounded, until no goroutine is left, so that
+// goleak then sees only what does not end by itself. A closed member can leave the server side of a
+// peer connection reading for up to rafthttp.ConnReadTimeout (5 s): etcd's timeoutConn re-arms the
+// read deadline on every Read, defeating the deadline net/http sets to abort a pending read, so the
+// goroutine ends late but ends. Waiting beats ignoring net/http's functions, which would hide our
+// own leaked HTTP connections too.
+func Settled(m *testing.M) goleak.TestingM { return settled{m} }
+
+type settled struct{ m *testing.M }
+
+func (s settled) Run() int {
+	code := s.m.Run()
+	if code != 0 {
+		return code // goleak checks only a passing run
+	}
+	deadline := time.Now().Add(2 * rafthttp.ConnReadTimeout)
+	for time.Now().Before(deadline) && goleak.Find() != nil {
+		time.Sleep(250 * time.Millisecond)
+	}
+	return code
+}

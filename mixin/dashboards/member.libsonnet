@@ -34,8 +34,8 @@ local g = import '../lib/dashboard.libsonnet';
                [t('max(cluster_member:etcd_monitor_db_quota_usage:ratio{%s})' % e, instant=true)], unit='percentunit',
                thresholds=[{ color: 'green', value: null }, { color: 'yellow', value: c.dbQuotaInfoRatio },
                            { color: 'orange', value: c.dbQuotaWarningRatio }, { color: 'red', value: c.dbQuotaCriticalRatio }]),
-        g.stat('Version', 'etcd version the member reports.',
-               [t('max by (version) (etcd_monitor_member_info{%s})' % e, '{{version}}', instant=true)], colorMode='none'),
+        g.stat('Version', 'etcd version the member reports; empty while it does not answer.',
+               [t('max by (version) (etcd_monitor_member_version_info{%s})' % e, '{{version}}', instant=true)], colorMode='none'),
 
         g.row('Raft and database'),
         g.timeseries('Raft index and applied index', 'Committed and applied raft index the member reports.',

@@ -115,8 +115,8 @@ func TestExporterAgainstEtcd35(t *testing.T) {
 	})
 	p := s.Prometheus
 	assertHealthyCluster(t, p)
-	info := p.WaitQuery(waitFor, `etcd_monitor_member_info{job="etcd-monitor"}`, func(s []Sample) bool { return len(s) == 3 })
-	for _, i := range info {
+	versions := p.WaitQuery(waitFor, `etcd_monitor_member_version_info{job="etcd-monitor"}`, func(s []Sample) bool { return len(s) == 3 })
+	for _, i := range versions {
 		if v := i.Labels["version"]; len(v) < 4 || v[:4] != "3.5." {
 			t.Errorf("member %s version %q, want 3.5.x", i.Labels["member"], v)
 		}
