@@ -19,6 +19,8 @@ func TestBadInputExitsOne(t *testing.T) {
 		"negative offset":    {"--scrape.timeout-offset=-1s"},
 		"bad telemetry path": {"--web.telemetry-path=metrics"},
 		"unknown command":    {"frobnicate"},
+		"zero cert interval": {"--certificates.interval=0s"},
+		"missing peer CA":    {"--certificates.peer-ca-file=" + missing},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if got := run(args); got != 1 {
