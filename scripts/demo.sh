@@ -271,7 +271,7 @@ cmd_up() {
 	[ -n "$EXPORTER" ] || die "bin/etcd-monitor not found; run: make build"
 
 	rm -rf "$STATE"
-	mkdir -p "$STATE"/{run,logs,bin,prometheus/targets,prometheus/rules,alertmanager/secrets,pushgateway,logreceiver}
+	mkdir -p "$STATE"/{run,logs,bin,prometheus/targets,prometheus/rules,alertmanager/secrets,pushgateway,logreceiver,backups}
 	touch "$STATE/$MARKER_FILE"
 	echo $$ >"$STATE/run/demo.pid"
 	trap cleanup_on_exit EXIT
@@ -314,6 +314,7 @@ EOF
 	start pushgateway "$PUSHGATEWAY" --web.listen-address="127.0.0.1:$PUSHGATEWAY_PORT"
 	start etcd-monitor "$EXPORTER" \
 		--etcd.endpoints="$ENDPOINTS" \
+		--collector.backup --backup.dir="$STATE/backups" \
 		--web.listen-address="127.0.0.1:$EXPORTER_PORT"
 	start prometheus "$PROMETHEUS" \
 		--config.file="$STATE/prometheus/prometheus.yml" \
@@ -335,6 +336,13 @@ EOF
 		echo "demo: warning: the benchmark failed (see $STATE/logs/benchmark.log); the rest of the demo runs" >&2
 	fi
 
+	echo "demo: first backup (etcd-monitor snapshot save --dir=$STATE/backups)"
+	if ! env "$MARK" "$EXPORTER" snapshot save --etcd.endpoints="$ENDPOINTS" --dir="$STATE/backups" \
+		--cluster=demo --keep=5 --pushgateway.url="http://127.0.0.1:$PUSHGATEWAY_PORT" \
+		2>&1 </dev/null | tee "$STATE/logs/snapshot.log"; then
+		echo "demo: warning: the snapshot failed (see $STATE/logs/snapshot.log); the rest of the demo runs" >&2
+	fi
+
 	local c="--endpoints=$ENDPOINTS"
 	cat <<EOF
 
@@ -344,7 +352,7 @@ etcd-monitor demo is running (ready in ${SECONDS}s). State and logs: $STATE
   etcd-monitor      http://127.0.0.1:$EXPORTER_PORT/metrics
   Prometheus        http://127.0.0.1:$PROMETHEUS_PORT  (targets: /targets, alerts: /alerts)
   Alertmanager      http://127.0.0.1:$ALERTMANAGER_PORT
-  Pushgateway       http://127.0.0.1:$PUSHGATEWAY_PORT  (benchmark results, job etcd_benchmark)
+  Pushgateway       http://127.0.0.1:$PUSHGATEWAY_PORT  (benchmark results, job etcd_benchmark; backups, job etcd_backup)
   log receiver      http://127.0.0.1:$LOGRECEIVER_PORT  (stands in for PagerDuty, Slack and e-mail)
 
 Break it (in another terminal) and watch the alert arrive below (Alertmanager waits 30 s

@@ -251,7 +251,8 @@ func (d *demoRun) waitReady(timeout time.Duration) {
 	})
 
 	pgw := fmt.Sprintf("http://127.0.0.1:%d/api/v1/metrics", d.port("pushgateway"))
-	Eventually(t, timeout, "the benchmark's results in the Pushgateway", func() (bool, string) {
+	// pushed reports whether the Pushgateway holds a series named prefix* with every label in want.
+	pushed := func(prefix string, want map[string]string) (bool, string) {
 		var r struct {
 			Data []map[string]json.RawMessage `json:"data"`
 		}
@@ -260,7 +261,7 @@ func (d *demoRun) waitReady(timeout time.Duration) {
 		}
 		for _, group := range r.Data {
 			for name, raw := range group {
-				if !strings.HasPrefix(name, "etcd_benchmark_") {
+				if !strings.HasPrefix(name, prefix) {
 					continue
 				}
 				var fam struct {
@@ -272,13 +273,37 @@ func (d *demoRun) waitReady(timeout time.Duration) {
 					continue
 				}
 				for _, m := range fam.Metrics {
-					if m.Labels["job"] == "etcd_benchmark" && m.Labels["run"] == "demo" {
+					match := true
+					for k, v := range want {
+						match = match && m.Labels[k] == v
+					}
+					if match {
 						return true, ""
 					}
 				}
 			}
 		}
-		return false, fmt.Sprintf("%d groups, no etcd_benchmark_* with run=demo", len(r.Data))
+		return false, fmt.Sprintf("%d groups, no %s* with %v", len(r.Data), prefix, want)
+	}
+	Eventually(t, timeout, "the benchmark's results in the Pushgateway", func() (bool, string) {
+		return pushed("etcd_benchmark_", map[string]string{"job": "etcd_benchmark", "run": "demo"})
+	})
+	// The demo's first backup: pushed by snapshot save, and its file seen by the backup collector.
+	Eventually(t, timeout, "the first backup in the Pushgateway", func() (bool, string) {
+		return pushed("etcd_backup_last_success_timestamp_seconds", map[string]string{"job": "etcd_backup", "cluster": "demo"})
+	})
+	exporterMetrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", d.port("etcd-monitor"))
+	Eventually(t, timeout, "the backup collector sees the snapshot file", func() (bool, string) {
+		body, err := getText(exporterMetrics)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "etcd_monitor_backup_files{") && strings.HasSuffix(line, " 1") {
+				return true, ""
+			}
+		}
+		return false, "no etcd_monitor_backup_files 1"
 	})
 }
 
@@ -436,4 +461,15 @@ func getJSON(url string, into any) error {
 		return fmt.Errorf("%s: %w", url, err)
 	}
 	return nil
+}
+
+func getText(url string) (string, error) {
+	code, body, err := httpGet(context.Background(), url)
+	if err != nil {
+		return "", err
+	}
+	if code != 200 {
+		return "", fmt.Errorf("%s: HTTP %d", url, code)
+	}
+	return string(body), nil
 }
