@@ -62,6 +62,26 @@
         target_matchers: ['severity="info"'],
         equal: ['alertname', cl, 'instance', 'member_id'],
       },
+    ] + [
+      // Backups (mixin/alerts_backup.libsonnet). A save needs a healthy member: without one it
+      // fails by design. EtcdBackupTooOld is never silenced: the data at risk grows meanwhile.
+      {
+        source_matchers: ['alertname=~"EtcdUnreachable|EtcdQuorumLost"'],
+        target_matchers: ['alertname="EtcdBackupFailing"'],
+        equal: [cl],
+      },
+      {
+        // A mismatching or corrupt snapshot is why the save failed.
+        source_matchers: ['alertname="EtcdBackupMismatch"'],
+        target_matchers: ['alertname="EtcdBackupFailing"'],
+        equal: [cl],
+      },
+      {
+        // The collector is configured but cannot list its directory: that, not a missing setup.
+        source_matchers: ['alertname="EtcdMonitorCollectorFailing"', 'collector="backup"'],
+        target_matchers: ['alertname="EtcdBackupMissing"'],
+        equal: [cl],
+      },
     ],
     receivers: [
       {

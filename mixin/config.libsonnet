@@ -60,6 +60,23 @@
     fragmentationMinBytes: 256 * 1024 * 1024,
     fragmentationFor: '30m',
 
+    // Backups (docs/backup.md): series pushed by `etcd-monitor snapshot save --pushgateway.url`
+    // and the exporter's backup collector. A backup is expected every backupMaxAgeSeconds; the
+    // slack covers a run's own duration and the schedule's jitter.
+    backupSelector: 'job="etcd_backup"',
+    backupMaxAgeSeconds: 24 * 3600,
+    backupAgeSlackSeconds: 3600,
+    backupTooOldFor: '15m',
+    // A CronJob's retry after a failed run has this long to succeed before the alert fires.
+    backupFailingFor: '10m',
+    backupUnverifiedFor: '10m',
+    backupMismatchFor: '0m',
+    backupNoFilesFor: '1h',
+    backupMissingFor: '1h',
+    // The clusters (etcd_monitor_up series) that must have backups; narrow it to spare test
+    // clusters, e.g. 'job="etcd-monitor", cluster!~"dev-.*"'.
+    backupExpectedSelector: self.exporterSelector,
+
     // Probe latency (the exporter's real read against each member), p95 over probeWindow.
     probeWindow: '5m',
     probeLatencyThresholdSeconds: 0.1,

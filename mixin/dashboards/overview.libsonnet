@@ -136,7 +136,7 @@ local g = import '../lib/dashboard.libsonnet';
         g.timeseries('Open file descriptors', 'Open file descriptors of each etcd process, against its limit.',
                      [t(etcdProcess('process_open_fds'), '{{instance}} open'),
                       t(etcdProcess('process_max_fds'), '{{instance}} max')], min=0, w=8),
-      ],
+      ] + (import 'backup_row.libsonnet')(c),
       c,
     ),
   },

@@ -82,13 +82,18 @@ func substituteVars(expr string, vars map[string]string) string {
 }
 
 // Scenario 9 of the End-to-end issue: with the healthy stack running (every member's own metrics,
-// etcd-monitor and the Pushgateway scraped, the shipped recording rules loaded) and one
-// `etcd-monitor benchmark` run pushed, every variable and every panel query of every dashboard
-// returns at least one series from Prometheus, with the variables substituted as Grafana would.
+// etcd-monitor with its backup collector and the Pushgateway scraped, the shipped recording rules
+// loaded), one `etcd-monitor benchmark` run and one `etcd-monitor snapshot save` pushed, every
+// variable and every panel query of every dashboard returns at least one series from Prometheus,
+// with the variables substituted as Grafana would.
 func TestDashboardsHaveData(t *testing.T) {
 	root := RepoRoot(t)
+	// The backup panels read both sources: the exporter's backup collector watches this directory
+	// and a real `snapshot save` below writes into it and pushes its outcome.
+	backupDir := t.TempDir()
 	s := StartStack(t, StackOptions{
 		Exporter:           true,
+		ExporterArgs:       []string{"--collector.backup", "--backup.dir=" + backupDir},
 		AlertmanagerConfig: filepath.Join(root, "alerts", "alertmanager.yml"),
 		Prometheus:         PrometheusOptions{RuleFiles: []string{filepath.Join(root, "alerts", "etcd-monitor.rules.yml")}},
 	})
@@ -108,6 +113,17 @@ func TestDashboardsHaveData(t *testing.T) {
 	}
 	s.Env.WriteFile("benchmark.out", out)
 	p.WaitQuery(waitFor, `etcd_benchmark_operations{job="etcd_benchmark",cluster="e2e"}`, func(s []Sample) bool { return len(s) > 0 })
+
+	// One snapshot, saved, verified and pushed by the real binary.
+	save := exec.CommandContext(ctx, Binary(t, BinExporter), "snapshot", "save",
+		"--etcd.endpoints="+strings.Join(s.Etcd.Endpoints(), ","),
+		"--dir="+backupDir, "--cluster="+ClusterLabel, "--pushgateway.url="+s.Pushgateway.URL)
+	out, err = save.CombinedOutput()
+	if err != nil {
+		t.Fatalf("snapshot save: %v\n%s", err, out)
+	}
+	s.Env.WriteFile("snapshot-save.out", out)
+	p.WaitQuery(waitFor, `etcd_backup_last_success_timestamp_seconds{job="etcd_backup",cluster="e2e"}`, func(s []Sample) bool { return len(s) > 0 })
 
 	files, err := filepath.Glob(filepath.Join(root, "dashboards", "*.json"))
 	if err != nil || len(files) == 0 {
