@@ -43,6 +43,9 @@ type Needs struct {
 // Snapshot is what a cluster looked like during one scrape.
 type Snapshot struct {
 	Start time.Time
+	// Deadline is the deadline it was taken under (zero when none), which bounds the work of
+	// whoever reads it for the same request.
+	Deadline time.Time
 	// Members is the cluster's membership as reported by MemberList; empty when no endpoint answered.
 	Members []*Member
 	// MemberListEndpoint is the endpoint that answered MemberList.
