@@ -107,12 +107,13 @@ type Checker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	last    *Result
-	started time.Time     // of the last check started
-	running chan struct{} // closed when the running check ends; nil when none runs
-	unknown map[string]uint64
-	closed  bool
+	mu          sync.Mutex
+	last        *Result
+	lastSuccess time.Time     // of the last check that compared members
+	started     time.Time     // of the last check started
+	running     chan struct{} // closed when the running check ends; nil when none runs
+	unknown     map[string]uint64
+	closed      bool
 }
 
 // New returns a Checker; interval and timeout must be positive.
@@ -140,11 +141,20 @@ func (c *Checker) Close() {
 	c.wg.Wait()
 }
 
-// Latest returns the last finished check (nil before the first) and how many members were left
-// unknown since the Checker was made, by reason. When the last check started an interval ago or
+// State is what a Checker knows.
+type State struct {
+	// Last is the last finished check, nil before the first.
+	Last *Result
+	// LastSuccess is when the last check that compared members started (zero: none yet).
+	LastSuccess time.Time
+	// Unknown counts, by reason, the members left without a verdict since the Checker was made.
+	Unknown map[string]uint64
+}
+
+// Latest returns the Checker's state. When the last check started an interval ago or
 // more, it first starts one from s and waits for it until deadline (zero: until it ends); a check
 // still running then keeps running, and a later call gets its result.
-func (c *Checker) Latest(s *snapshot.Snapshot, deadline time.Time) (*Result, map[string]uint64) {
+func (c *Checker) Latest(s *snapshot.Snapshot, deadline time.Time) State {
 	c.mu.Lock()
 	if !c.closed && c.running == nil && s.MemberListErr == nil && len(s.Members) > 0 &&
 		(c.started.IsZero() || time.Since(c.started) >= c.interval) {
@@ -157,6 +167,9 @@ func (c *Checker) Latest(s *snapshot.Snapshot, deadline time.Time) (*Result, map
 			cancel()
 			c.mu.Lock()
 			c.last = r
+			if r.Compared {
+				c.lastSuccess = r.Time
+			}
 			for _, m := range r.Members {
 				if !m.Compared {
 					c.unknown[m.Reason]++
@@ -191,7 +204,7 @@ func (c *Checker) Latest(s *snapshot.Snapshot, deadline time.Time) (*Result, map
 	for k, v := range c.unknown {
 		counts[k] = v
 	}
-	return c.last, counts
+	return State{Last: c.last, LastSuccess: c.lastSuccess, Unknown: counts}
 }
 
 // Check compares the voting members of s once, under ctx. The revision is the lowest current

@@ -1,19 +1,14 @@
 package consistency
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/goleak"
@@ -83,58 +78,6 @@ func follower(t *testing.T, c *etcdtest.Cluster) int {
 	return -1
 }
 
-// corruptValue rewrites, in a stopped member's bbolt file, the value of every revision of key to
-// other bytes of the same length, keeping each record a valid mvccpb.KeyValue: the member starts
-// and serves as if nothing happened, with data no other member has.
-func corruptValue(t *testing.T, dataDir, key string) {
-	t.Helper()
-	db, err := bolt.Open(filepath.Join(dataDir, "member", "snap", "db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("open bbolt: %v", err)
-	}
-	defer db.Close()
-	changed := 0
-	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("key"))
-		if b == nil {
-			return errors.New("no key bucket")
-		}
-		updates := map[string][]byte{}
-		err := b.ForEach(func(k, v []byte) error {
-			var kv mvccpb.KeyValue
-			if err := kv.Unmarshal(v); err != nil {
-				return fmt.Errorf("revision %x: %w", k, err)
-			}
-			if string(kv.Key) != key {
-				return nil
-			}
-			kv.Value = bytes.ToUpper(kv.Value)
-			out, err := kv.Marshal()
-			if err != nil {
-				return err
-			}
-			updates[string(k)] = out
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for k, v := range updates {
-			if err := b.Put([]byte(k), v); err != nil {
-				return err
-			}
-			changed++
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("rewriting %s: %v", key, err)
-	}
-	if changed == 0 {
-		t.Fatalf("key %s not found in %s", key, dataDir)
-	}
-}
-
 func byName(r *Result) map[string]MemberResult {
 	out := map[string]MemberResult{}
 	for _, m := range r.Members {
@@ -166,7 +109,7 @@ func TestDivergedMemberIsInconsistent(t *testing.T) {
 	f := follower(t, c)
 	victim := c.Members[f]
 	victim.Stop()
-	corruptValue(t, dirs[f], "k5")
+	etcdtest.CorruptValue(t, dirs[f], "k5")
 	victim.Restart(t)
 	c.Settle()
 
@@ -393,11 +336,15 @@ func TestCheckerServesLastResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ch.Close()
-	first, _ := ch.Latest(take(t, taker), time.Now().Add(10*time.Second))
+	st := ch.Latest(take(t, taker), time.Now().Add(10*time.Second))
+	first := st.Last
 	if first == nil || !first.Compared {
 		t.Fatalf("first check: %+v", first)
 	}
-	second, _ := ch.Latest(take(t, taker), time.Now().Add(10*time.Second))
+	if !st.LastSuccess.Equal(first.Time) {
+		t.Fatalf("last success %v, want the check's time %v", st.LastSuccess, first.Time)
+	}
+	second := ch.Latest(take(t, taker), time.Now().Add(10*time.Second)).Last
 	if second != first {
 		t.Fatalf("a second check ran within the interval: %v then %v", first.Time, second.Time)
 	}
@@ -409,7 +356,8 @@ func TestCheckerServesLastResult(t *testing.T) {
 	}
 	s := take(t, taker)
 	startWait := time.Now()
-	r, unknown := hung.Latest(s, time.Now().Add(200*time.Millisecond))
+	hst := hung.Latest(s, time.Now().Add(200*time.Millisecond))
+	r, unknown := hst.Last, hst.Unknown
 	if r != nil {
 		t.Fatalf("a result before any check finished: %+v", r)
 	}

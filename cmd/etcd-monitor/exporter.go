@@ -33,6 +33,8 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	probeKey := cmd.Flag("probe.key", "Key the latency probes read (never written).").Default(snapshot.DefaultProbeKey).String()
 	etcd := addEtcdFlags(cmd)
 	backupDirs := cmd.Flag("backup.dir", "Directory, or glob, of snapshot files whose freshness the backup collector reports (repeatable; see docs/backup.md).").Strings()
+	consistencyInterval := cmd.Flag("consistency.interval", "Least time between two comparisons of the members' HashKV by the consistency collector (see docs/consistency.md).").Default(collector.DefaultConsistencyInterval.String()).Duration()
+	consistencyTimeout := cmd.Flag("consistency.timeout", "Deadline of one comparison of the members' HashKV; a scrape waits for it until its own deadline.").Default(collector.DefaultConsistencyTimeout.String()).Duration()
 
 	enabled := map[string]*bool{}
 	for _, c := range collector.Available() {
@@ -61,6 +63,9 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if err := validateTelemetryPath(*metricsPath); err != nil {
 			return err
 		}
+		if *consistencyInterval <= 0 || *consistencyTimeout <= 0 {
+			return fmt.Errorf("--consistency.interval and --consistency.timeout must be positive, got %s and %s", *consistencyInterval, *consistencyTimeout)
+		}
 		// Not nil even when every collector is switched off: nil asks for the default set.
 		names := []string{}
 		for name, on := range enabled {
@@ -73,10 +78,12 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return err
 		}
 		defer taker.Close()
-		exp, err := collector.New(taker, names, collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs))
+		exp, err := collector.New(taker, names, collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs),
+			collector.WithConsistency(*consistencyInterval, *consistencyTimeout))
 		if err != nil {
 			return err
 		}
+		defer exp.Close()
 
 		handler, api, err := newExporterHandler(exporterHandlerConfig{
 			metricsPath: *metricsPath, timeout: *timeout, offset: *offset, maxRequests: *maxRequests,
