@@ -54,7 +54,7 @@ func newConsistencyCollector() Collector {
 		success:         d("check_success", "1 when the last check compared at least two members and found a majority, else 0."),
 		lastSuccess:     d("last_success_timestamp_seconds", "When the last check that compared members started; absent before the first since the exporter started."),
 		unknown: d("unknown_total",
-			"Voting members left without a verdict by a check since the exporter started, by reason (member_down, hash_failed, revision_compacted, compact_revision_differs, too_few_members, no_majority).", "reason"),
+			"Voting members left without a verdict by a check since the exporter started, by reason (member_down, hash_failed, permission_denied, revision_compacted, compact_revision_differs, too_few_members, no_majority).", "reason"),
 	}
 }
 

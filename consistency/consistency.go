@@ -32,6 +32,9 @@ const (
 	ReasonMemberDown = "member_down"
 	// ReasonHashFailed: HashKV failed (timeout, refused, answered by another member).
 	ReasonHashFailed = "hash_failed"
+	// ReasonPermissionDenied: auth is enabled and the exporter's user is not root: etcd allows
+	// HashKV to the root role only (IsAdminPermitted, as for Snapshot and Defragment).
+	ReasonPermissionDenied = "permission_denied"
 	// ReasonCompacted: the revision was compacted on the member on every attempt.
 	ReasonCompacted = "revision_compacted"
 	// ReasonCompactRevisionDiffers: the member's compact revision is not that of the compared
@@ -44,7 +47,7 @@ const (
 )
 
 // Reasons lists every reason, in the order they are reported.
-var Reasons = []string{ReasonMemberDown, ReasonHashFailed, ReasonCompacted, ReasonCompactRevisionDiffers, ReasonTooFewMembers, ReasonNoMajority}
+var Reasons = []string{ReasonMemberDown, ReasonHashFailed, ReasonPermissionDenied, ReasonCompacted, ReasonCompactRevisionDiffers, ReasonTooFewMembers, ReasonNoMajority}
 
 // MaxAttempts bounds the attempts of one check: a compaction between choosing the revision and
 // asking (or between two members' answers) makes the next attempt pick a newer revision.
@@ -283,6 +286,8 @@ func Check(ctx context.Context, h Hasher, s *snapshot.Snapshot) *Result {
 		switch {
 		case errors.Is(a.err, rpctypes.ErrCompacted):
 			mr.Reason, mr.Err = ReasonCompacted, a.err
+		case errors.Is(a.err, rpctypes.ErrPermissionDenied):
+			mr.Reason, mr.Err = ReasonPermissionDenied, a.err
 		case a.err != nil:
 			mr.Reason, mr.Err = ReasonHashFailed, a.err
 		default:

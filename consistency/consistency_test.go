@@ -375,3 +375,50 @@ func TestCheckerServesLastResult(t *testing.T) {
 		t.Fatal("zero interval accepted")
 	}
 }
+
+// TestAuthNeedsRoot: with auth on, etcd answers HashKV for the root role only; a read-only
+// monitoring user's members are unknown with reason permission_denied, never consistent.
+func TestAuthNeedsRoot(t *testing.T) {
+	c, _ := start(t, 3)
+	cli := newClient(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, step := range []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "reader"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "reader", "\x00", "\x00", clientv3.PermissionType(clientv3.PermRead))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "monitor", "monitorpw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "monitor", "reader"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for user, want := range map[string]string{"monitor": ReasonPermissionDenied, "root": ""} {
+		taker, err := snapshot.NewTaker(etcdconn.Config{Endpoints: c.Endpoints(), Username: user, Password: user + "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := check(t, taker)
+		taker.Close()
+		if want == "" {
+			if !r.Compared || len(r.Minority()) != 0 {
+				t.Errorf("root: compared %v, minority %v: %+v", r.Compared, r.Minority(), r.Members)
+			}
+			continue
+		}
+		if r.Compared {
+			t.Errorf("%s: compared: %+v", user, r.Members)
+		}
+		for _, m := range r.Members {
+			if m.Compared || m.Reason != want {
+				t.Errorf("%s: %s compared %v reason %q (%v), want %q", user, m.Name, m.Compared, m.Reason, m.Err, want)
+			}
+		}
+	}
+}
