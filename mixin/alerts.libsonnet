@@ -279,4 +279,4 @@ local util = import 'lib/util.libsonnet';
       { name: 'etcd', rules: etcdAlerts },
     ],
   },
-}
+} + (import 'alerts_consistency.libsonnet')
