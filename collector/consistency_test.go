@@ -3,14 +3,22 @@ package collector
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
@@ -80,6 +88,8 @@ func TestConsistencyExposesDivergedMember(t *testing.T) {
 		t.Errorf("timestamps: %v", v)
 	}
 
+	firesFromScrape(t, e, c.Members[victim].Name, snapshot.IDString(c.Members[victim].ID()))
+
 	// A write and a second scrape within the interval: the same check is served.
 	if _, err := cli.Put(ctx, "k9", "later", clientv3.WithPrevKV()); err != nil {
 		t.Fatal(err)
@@ -125,4 +135,70 @@ func TestConsistencyUnknownWhenMemberDown(t *testing.T) {
 	if got := v[`etcd_monitor_consistency_unknown_total{reason="no_majority"}`]; got != 0 {
 		t.Errorf("no_majority count %v", got)
 	}
+}
+
+// firesFromScrape turns one real scrape of e into promtool input series (with the target labels
+// Prometheus would add, and the cluster collector's voters up) and checks with the committed rules
+// that EtcdDataInconsistent fires for the diverged member alone.
+func firesFromScrape(t *testing.T, e *Exporter, member, memberID string) {
+	t.Helper()
+	promtool := toolbin.Path(t, "promtool", "PROMTOOL")
+	rules, err := filepath.Abs(filepath.Join("..", "alerts", "etcd-monitor.rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := registryFor(e, 5*time.Second).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var series []string
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "etcd_monitor_member_data_consistent") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := []string{`job="etcd-monitor"`, `instance="em:9379"`, `cluster="c1"`}
+			for _, lp := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
+			}
+			sort.Strings(labels)
+			series = append(series, fmt.Sprintf("      - series: '%s{%s}'\n        values: '%gx5'\n", mf.GetName(), strings.Join(labels, ", "), value(mf, m)))
+		}
+	}
+	if len(series) != 3 {
+		t.Fatalf("%d data_consistent series in the scrape, want 3", len(series))
+	}
+	test := fmt.Sprintf(`rule_files:
+  - %s
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+%s    alert_rule_test:
+      - alertname: EtcdDataInconsistent
+        eval_time: 1m
+        exp_alerts:
+          - exp_labels: { severity: critical, job: etcd-monitor, instance: "em:9379", cluster: c1, member: %[3]q, member_id: %[4]q }
+            exp_annotations:
+              summary: "An etcd member holds data that differs from the rest of its cluster."
+              description: "Member %[3]s (%[4]s) of cluster c1 answered a HashKV that differs from the majority of its peers at the same revision and compact revision: its data has diverged, and clients reading from it (serializable reads, watches it serves) get other data than from the others."
+              runbook_url: "https://github.com/etcd-monitor/etcd-monitor/blob/main/docs/runbooks.md#etcddatainconsistent"
+`, rules, strings.Join(series, ""), member, memberID)
+	dir := t.TempDir()
+	f := filepath.Join(dir, "scrape.yml")
+	if err := os.WriteFile(f, []byte(test), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, promtool, "test", "rules", f).CombinedOutput(); err != nil {
+		t.Fatalf("promtool on the scrape: %v\n%s\n%s", err, out, test)
+	}
+}
+
+func value(mf *dto.MetricFamily, m *dto.Metric) float64 {
+	if mf.GetType() == dto.MetricType_COUNTER {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
 }
