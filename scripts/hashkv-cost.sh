@@ -37,7 +37,18 @@ for i in $(seq 1 "$RUNS"); do
   note="warm"
   if [ "$i" = 1 ] && [ "${COLD:-0}" = 1 ] && [ -w /proc/sys/vm/drop_caches ]; then sync; echo 3 >/proc/sys/vm/drop_caches; note="cold"; fi
   s=$(date +%s%N)
-  "$BIN/etcdctl" --endpoints "$ep" --command-timeout 10m endpoint hashkv >/dev/null
+  "$BIN/etcdctl" --endpoints "$ep" --command-timeout 10m endpoint hashkv >/dev/null &
+  hk=$!
+  # A write while the hash runs: HashKV holds the backend's read transaction, which the backend's
+  # commit has to wait for.
+  sleep 0.05
+  ps=$(date +%s%N)
+  "$BIN/etcdctl" --endpoints "$ep" --command-timeout 10m put during-hashkv "$i" >/dev/null 2>&1 || echo "  the put failed (etcd: request timed out)"
+  pe=$(date +%s%N)
+  wait "$hk"
   e=$(date +%s%N)
-  echo "hashkv $i ($note): $(( (e - s) / 1000000 )) ms"
+  echo "hashkv $i ($note): $(( (e - s) / 1000000 )) ms; a put started 50 ms into it took $(( (pe - ps) / 1000000 )) ms"
+  idle_s=$(date +%s%N)
+  "$BIN/etcdctl" --endpoints "$ep" put idle "$i" >/dev/null
+  echo "  a put with no hash running: $(( ($(date +%s%N) - idle_s) / 1000000 )) ms"
 done
