@@ -118,3 +118,14 @@ func (c *consistencyCollector) Update(s *snapshot.Snapshot, out Sink) error {
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// DataCheck is the last comparison of the members' HashKV the consistency collector made (nil
+// when it is off or none compared the members), for the status API's health verdict; it starts
+// no check.
+func (e *Exporter) DataCheck() *snapshot.DataCheck {
+	c, ok := e.collectors["consistency"].(*consistencyCollector)
+	if !ok || c.checker == nil {
+		return nil
+	}
+	return c.checker.Peek().Last.DataCheck()
+}

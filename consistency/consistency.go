@@ -97,6 +97,20 @@ func (r *Result) Minority() []string {
 	return out
 }
 
+// DataCheck is the result as the snapshot's health verdict reads it; nil when nothing was compared.
+func (r *Result) DataCheck() *snapshot.DataCheck {
+	if r == nil || !r.Compared {
+		return nil
+	}
+	dc := &snapshot.DataCheck{Time: r.Time, Revision: r.Revision}
+	for _, m := range r.Members {
+		if m.Compared && !m.Agrees {
+			dc.Minority = append(dc.Minority, m.ID)
+		}
+	}
+	return dc
+}
+
 // Checker runs one cluster's checks: at most once per interval, each started by a caller that
 // finds the last result too old (lazily: no caller, no check), each bounded by its own timeout and
 // by Close.
@@ -154,6 +168,21 @@ type State struct {
 	Unknown map[string]uint64
 }
 
+// Peek returns the Checker's state without starting a check.
+func (c *Checker) Peek() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stateLocked()
+}
+
+func (c *Checker) stateLocked() State {
+	counts := make(map[string]uint64, len(c.unknown))
+	for k, v := range c.unknown {
+		counts[k] = v
+	}
+	return State{Last: c.last, LastSuccess: c.lastSuccess, Unknown: counts}
+}
+
 // Latest returns the Checker's state. When the last check started an interval ago or
 // more, it first starts one from s and waits for it until deadline (zero: until it ends); a check
 // still running then keeps running, and a later call gets its result.
@@ -203,11 +232,7 @@ func (c *Checker) Latest(s *snapshot.Snapshot, deadline time.Time) State {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	counts := make(map[string]uint64, len(c.unknown))
-	for k, v := range c.unknown {
-		counts[k] = v
-	}
-	return State{Last: c.last, LastSuccess: c.lastSuccess, Unknown: counts}
+	return c.stateLocked()
 }
 
 // Check compares the voting members of s once, under ctx. The revision is the lowest current

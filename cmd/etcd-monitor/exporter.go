@@ -130,6 +130,15 @@ type exporterHandlerConfig struct {
 	logger          *slog.Logger
 }
 
+// withDataCheck takes a snapshot for the status API with the consistency collector's last
+// comparison in it, so that a member whose data differs is part of the health verdict. It starts
+// no comparison: HashKV reads every member's whole keyspace, and the API may be asked often.
+func (c exporterHandlerConfig) withDataCheck(ctx context.Context, needs snapshot.Needs) *snapshot.Snapshot {
+	s := c.taker.Take(ctx, needs)
+	s.DataCheck = c.exporter.DataCheck()
+	return s
+}
+
 // newExporterHandler builds everything the exporter serves on one mux, so that --web.config.file
 // (TLS, basic auth) protects the metrics, the status API and the page alike.
 func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.API, err error) {
@@ -143,7 +152,7 @@ func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}))
 	api := clusterapi.New(clusterapi.Options{
-		Snapshots: snapshot.NewShared(c.taker.Take, clusterapi.Needs),
+		Snapshots: snapshot.NewShared(c.withDataCheck, clusterapi.Needs),
 		Timeout:   c.timeout,
 		Offset:    c.offset,
 		Logger:    c.logger,
