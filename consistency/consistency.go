@@ -185,14 +185,20 @@ func (c *Checker) stateLocked() State {
 
 // Latest returns the Checker's state. When the last check started an interval ago or
 // more, it first starts one from s and waits for it until deadline (zero: until it ends); a check
-// still running then keeps running, and a later call gets its result.
+// still running then keeps running, and a later call gets its result. A call made while a check
+// runs does not wait for it.
 func (c *Checker) Latest(s *snapshot.Snapshot, deadline time.Time) State {
 	c.mu.Lock()
+	// Only the caller that starts a check waits for it: while a long check runs (a cold
+	// database, a member hanging in HashKV) the other scrapes are answered at once with the last
+	// result instead of each waiting until its deadline.
+	var wait chan struct{}
 	if !c.closed && c.running == nil && s.MemberListErr == nil && len(s.Members) > 0 &&
 		(c.started.IsZero() || time.Since(c.started) >= c.interval) {
 		c.started = time.Now()
 		done := make(chan struct{})
 		c.running = done
+		wait = done
 		c.wg.Go(func() {
 			ctx, cancel := context.WithTimeout(c.ctx, c.timeout)
 			r := Check(ctx, c.hasher, s)
@@ -215,7 +221,6 @@ func (c *Checker) Latest(s *snapshot.Snapshot, deadline time.Time) State {
 			}
 		})
 	}
-	wait := c.running
 	c.mu.Unlock()
 	if wait != nil {
 		var timer <-chan time.Time

@@ -370,6 +370,14 @@ func TestCheckerServesLastResult(t *testing.T) {
 	if len(unknown) != 0 {
 		t.Fatalf("unknown counted before a check ended: %v", unknown)
 	}
+	// Another scrape while the hung check runs is answered at once, not at its deadline.
+	other := time.Now()
+	if st := hung.Latest(s, time.Now().Add(time.Minute)); st.Last != nil {
+		t.Fatalf("a result while the only check hangs: %+v", st.Last)
+	}
+	if d := time.Since(other); d > 5*time.Second {
+		t.Fatalf("a call during a running check waited %s for it", d)
+	}
 	hung.Close() // cancels the hung check; goleak (TestMain) sees that it ended
 	if calls.Load() != 3 {
 		t.Fatalf("%d HashKV calls, want one per member", calls.Load())
