@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/etcd-monitor/etcd-monitor/certcheck"
 	"github.com/etcd-monitor/etcd-monitor/scrapetimeout"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
@@ -38,6 +39,8 @@ type Options struct {
 	Timeout time.Duration
 	Offset  time.Duration
 	Logger  *slog.Logger
+	// Certificates, when set, adds the last certificate check to the status and its verdict.
+	Certificates *certcheck.Checker
 }
 
 // API serves the status endpoints.
@@ -149,7 +152,11 @@ func (a *API) withSnapshot(h func(w http.ResponseWriter, s *snapshot.Snapshot, q
 }
 
 func (a *API) status(w http.ResponseWriter, s *snapshot.Snapshot, _ url.Values) {
-	writeData(w, http.StatusOK, ClusterStatusOf(s))
+	st := ClusterStatusOf(s)
+	if a.o.Certificates != nil {
+		st = withCertificates(st, a.o.Certificates.Last(), time.Now())
+	}
+	writeData(w, http.StatusOK, st)
 }
 
 func (a *API) leader(w http.ResponseWriter, s *snapshot.Snapshot, _ url.Values) {

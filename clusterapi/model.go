@@ -11,6 +11,8 @@ type ClusterStatus struct {
 	Snapshot SnapshotInfo `json:"snapshot"`
 	Cluster  Cluster      `json:"cluster"`
 	Members  []Member     `json:"members"`
+	// Certificates is present when the exporter checks certificates (etcd reached over TLS).
+	Certificates *Certificates `json:"certificates,omitempty"`
 }
 
 // SnapshotInfo says when and how the snapshot behind an answer was taken.

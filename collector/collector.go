@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/etcd-monitor/etcd-monitor/certcheck"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
@@ -53,6 +54,12 @@ func (o Sink) send(d *prometheus.Desc, t prometheus.ValueType, v float64, labels
 		return
 	}
 	o.ch <- m
+}
+
+// contextCollector is a collector whose facts are not all in the snapshot (certificates are read on
+// a schedule of their own): it gets the scrape's context, whose deadline bounds it.
+type contextCollector interface {
+	UpdateContext(ctx context.Context, s *snapshot.Snapshot, out Sink) error
 }
 
 // phase says which part of taking the snapshot a collector's data came from, so that its
@@ -114,6 +121,8 @@ type Exporter struct {
 	backupDirs []string // --backup.dir, for the backup collector
 	// --consistency.interval and --consistency.timeout, for the consistency collector (0: default).
 	consistencyInterval, consistencyTimeout time.Duration
+	// certs reads the certificates for the certificates collector (WithCertificates).
+	certs *certcheck.Checker
 
 	// metricErrors and panics count, per collector and since start, the series that could not be
 	// built and the panics recovered; the maps are filled in New and only read afterwards.
@@ -219,6 +228,11 @@ func (e *Exporter) Scrape(ctx context.Context) prometheus.Collector {
 
 // Collect emits the metrics for a snapshot already taken (by the status API or check command).
 func (e *Exporter) Collect(s *snapshot.Snapshot, ch chan<- prometheus.Metric) {
+	e.CollectContext(context.Background(), s, ch)
+}
+
+// CollectContext is Collect for collectors that read more than the snapshot under ctx's deadline.
+func (e *Exporter) CollectContext(ctx context.Context, s *snapshot.Snapshot, ch chan<- prometheus.Metric) {
 	self := Sink{ch: ch, e: e}
 	self.Gauge(e.upDesc, boolValue(s.Up()))
 
@@ -226,7 +240,7 @@ func (e *Exporter) Collect(s *snapshot.Snapshot, ch chan<- prometheus.Metric) {
 	for _, name := range e.names {
 		wg.Go(func() {
 			start := time.Now()
-			err := e.update(name, s, Sink{ch: ch, e: e, collector: name})
+			err := e.update(ctx, name, s, Sink{ch: ch, e: e, collector: name})
 			d := time.Since(start) + phaseDuration(s, factories[name].phase)
 			success := 1.0
 			if err != nil {
@@ -248,7 +262,7 @@ func (e *Exporter) Collect(s *snapshot.Snapshot, ch chan<- prometheus.Metric) {
 // update runs one collector. A panic (a bug meeting input nobody foresaw) must not take down the
 // process and every other collector's series with it: it is logged, counted, and the collector
 // reported failed for this scrape.
-func (e *Exporter) update(name string, s *snapshot.Snapshot, out Sink) (err error) {
+func (e *Exporter) update(ctx context.Context, name string, s *snapshot.Snapshot, out Sink) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			e.panics[name].Add(1)
@@ -256,6 +270,9 @@ func (e *Exporter) update(name string, s *snapshot.Snapshot, out Sink) (err erro
 			err = fmt.Errorf("collector %s panicked: %v", name, r)
 		}
 	}()
+	if cc, ok := e.collectors[name].(contextCollector); ok {
+		return cc.UpdateContext(ctx, s, out)
+	}
 	return e.collectors[name].Update(s, out)
 }
 
@@ -285,7 +302,7 @@ func (*scrape) Describe(chan<- *prometheus.Desc) {}
 
 func (sc *scrape) Collect(ch chan<- prometheus.Metric) {
 	if sc.deadline.IsZero() {
-		sc.e.Collect(sc.e.taker.Take(sc.ctx, sc.e.needs), ch)
+		sc.e.CollectContext(sc.ctx, sc.e.taker.Take(sc.ctx, sc.e.needs), ch)
 		return
 	}
 	s, err := sc.e.shared.Take(sc.ctx, sc.deadline)
@@ -294,7 +311,11 @@ func (sc *scrape) Collect(ch chan<- prometheus.Metric) {
 		sc.e.logger.Debug("scrape abandoned", "err", err)
 		return
 	}
-	sc.e.Collect(s, ch)
+	// The collectors that read more than the snapshot (certificates) are bounded by the scrape's
+	// deadline, which the snapshot's context no longer carries.
+	ctx, cancel := context.WithDeadline(sc.ctx, sc.deadline)
+	defer cancel()
+	sc.e.CollectContext(ctx, s, ch)
 }
 
 // memberLabels are the labels every member series carries.

@@ -713,3 +713,37 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("etcd-monitor builds stage %q, want the default (final) stage", p.Services["etcd-monitor"].Build.Target)
 	}
 }
+
+// TestDemoMinimumVersionsDocumented: the minimum version scripts/demo.sh enforces for each
+// installed tool is the one docs/demo.md documents, and each documented tool is enforced.
+func TestDemoMinimumVersionsDocumented(t *testing.T) {
+	root := repoRoot(t)
+	script, err := os.ReadFile(filepath.Join(root, "scripts", "demo.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile(`(?s)declare -A MIN_VERSION=\((.*?)\n\)`).FindSubmatch(script)
+	if block == nil {
+		t.Fatal("scripts/demo.sh has no MIN_VERSION table")
+	}
+	enforced := map[string]string{}
+	for _, m := range regexp.MustCompile(`\[([a-z]+)\]=(\d+\.\d+\.\d+)`).FindAllStringSubmatch(string(block[1]), -1) {
+		enforced[m[1]] = m[2]
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "demo.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The table's rows: | tool | minimum | checked with | what needs it |
+	documented := map[string]string{}
+	names := map[string][]string{"Prometheus": {"prometheus"}, "Pushgateway": {"pushgateway"},
+		"Alertmanager": {"alertmanager"}, "etcd, etcdctl": {"etcd", "etcdctl"}}
+	for _, m := range regexp.MustCompile(`(?m)^\| ([A-Za-z, ]+) \| (\d+\.\d+\.\d+) \|`).FindAllStringSubmatch(string(doc), -1) {
+		for _, n := range names[m[1]] {
+			documented[n] = m[2]
+		}
+	}
+	if len(enforced) == 0 || !reflect.DeepEqual(enforced, documented) {
+		t.Errorf("minimum versions: scripts/demo.sh enforces %v, docs/demo.md documents %v", enforced, documented)
+	}
+}

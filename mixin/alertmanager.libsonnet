@@ -34,9 +34,10 @@
     },
     inhibit_rules: [
       {
-        // Nothing answers: every finding about the cluster's members follows from that.
+        // Nothing answers: every finding about the cluster's members follows from that. Not the
+        // certificate expiry alerts: an expired certificate is one reason nobody answers.
         source_matchers: ['alertname="EtcdUnreachable"'],
-        target_matchers: ['alertname=~"%s"' % regex(['EtcdMonitorCollectorFailing', 'EtcdQuorumLost', 'EtcdNoLeader'] + memberLevel)],
+        target_matchers: ['alertname=~"%s"' % regex(['EtcdMonitorCollectorFailing', 'EtcdQuorumLost', 'EtcdNoLeader', 'EtcdCertificateCheckFailing'] + memberLevel)],
         equal: [cl],
       },
       {
@@ -54,7 +55,7 @@
         // Tiered alerts (quota, disk latency, gRPC errors): only the highest tier notifies.
         source_matchers: ['severity="critical"'],
         target_matchers: ['severity=~"warning|info"'],
-        equal: ['alertname', cl, 'instance', 'member_id', 'To', 'grpc_method'],
+        equal: ['alertname', cl, 'instance', 'member_id', 'To', 'grpc_method', 'listener', 'file'],
       },
       {
         source_matchers: ['severity="warning"'],

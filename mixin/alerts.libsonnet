@@ -270,6 +270,64 @@ local util = import 'lib/util.libsonnet';
     ),
   ],
 
+  // Certificates, as of the exporter's last check (etcd_monitor_certificate_check_timestamp_seconds):
+  // the chains members serve (etcd_monitor_certificate_*) and the exporter's own files
+  // (etcd_monitor_certificate_file_*). Expiry is judged on the chain's earliest-expiring certificate
+  // against its own lifetime, so 1-year kubeadm, 90-day cert-manager and short-lived certificates
+  // are all warned about in proportion.
+  local certFamilies = ['etcd_monitor_certificate', 'etcd_monitor_certificate_file'],
+  local certWhere = '{{ if $labels.file }}The exporter\'s {{ $labels.file }} file {{ $labels.path }} for cluster %s holds{{ else }}The {{ $labels.listener }} listener of member %s of cluster %s serves{{ end }} a certificate (CN {{ $labels.subject_cn }}, serial {{ $labels.serial }}, issued by {{ $labels.issuer_cn }})' % [cluster, member, cluster],
+  local certSeries(family, m) = '%s_%s_timestamp_seconds{%s, certificate="earliest"}' % [family, m, c.exporterSelector],
+  local certExpiring(ratio, days) = std.join('\nor\n', [
+    std.rstripChars(|||
+      (
+        %(after)s - time()
+          < clamp_max(%(ratio)s * (%(after)s - %(before)s), %(limit)d)
+      )
+      and (%(after)s - time() > 0)
+    ||| % { after: certSeries(f, 'not_after'), before: certSeries(f, 'not_before'), ratio: util.num(ratio), limit: days * 86400 }, '\n')
+    for f in certFamilies
+  ]),
+  local certificateAlerts = [
+    alert(
+      'EtcdCertificateExpiringSoon', t.severity, c.certificateExpiringFor,
+      certExpiring(t.ratio, t.days),
+      'An etcd certificate expires soon.',
+      '%s that expires in {{ $value | humanizeDuration }}.' % certWhere,
+    )
+    for t in [
+      { severity: 'warning', ratio: c.certificateWarningLifetimeRatio, days: c.certificateWarningDays },
+      { severity: 'critical', ratio: c.certificateCriticalLifetimeRatio, days: c.certificateCriticalDays },
+    ]
+  ] + [
+    alert(
+      'EtcdCertificateExpired', 'critical', '0m',
+      std.join('\nor\n', ['time() - %s >= 0' % certSeries(f, 'not_after') for f in certFamilies]),
+      'An etcd certificate has expired.',
+      '%s that expired {{ $value | humanizeDuration }} ago: TLS connections that verify it fail.' % certWhere,
+    ),
+    alert(
+      'EtcdCertificateNotVerified', 'warning', c.certificateNotVerifiedFor,
+      |||
+        etcd_monitor_certificate_chain_verified{%(exporterSelector)s} == 0
+        or etcd_monitor_certificate_file_verified{%(exporterSelector)s} == 0
+      ||| % c,
+      'An etcd certificate chain does not verify.',
+      '{{ if $labels.file }}The exporter\'s client certificate {{ $labels.path }} for cluster %s does not verify against its CA file{{ else }}The chain the {{ $labels.listener }} listener of member %s of cluster %s serves does not verify against the configured CA for the name etcd-monitor dials{{ end }}: clients that check it refuse the connection.' % [cluster, member, cluster],
+    ),
+    // A member that is down fails the handshake too; EtcdMemberDown says so already.
+    alert(
+      'EtcdCertificateCheckFailing', 'warning', c.certificateCheckFailingFor,
+      |||
+        (etcd_monitor_certificate_check_success{%(exporterSelector)s} == 0 unless on (%(cl)s, member_id) etcd_monitor_member_up{%(exporterSelector)s} == 0)
+        or etcd_monitor_certificate_file_check_success{%(exporterSelector)s} == 0
+        or (time() - etcd_monitor_certificate_check_timestamp_seconds{%(exporterSelector)s} > %(certificateCheckStaleSeconds)d)
+      ||| % v,
+      'etcd-monitor cannot check a certificate.',
+      '{{ if $labels.file }}etcd-monitor cannot read its TLS file {{ $labels.path }} for cluster %s{{ else if $labels.listener }}etcd-monitor cannot read the certificate the {{ $labels.listener }} listener of member %s of cluster %s serves{{ else }}The last certificate check of cluster %s is {{ $value | humanizeDuration }} old{{ end }}: its expiry is unknown.' % [cluster, member, cluster, cluster],
+    ),
+  ],
+
   prometheusAlerts+:: {
     groups+: [
       { name: 'etcd-monitor-exporter', rules: exporterAlerts },
@@ -277,6 +335,7 @@ local util = import 'lib/util.libsonnet';
       { name: 'etcd-monitor-database', rules: alarmAlerts },
       { name: 'etcd-monitor-latency', rules: latencyAlerts },
       { name: 'etcd', rules: etcdAlerts },
+      { name: 'etcd-monitor-certificates', rules: certificateAlerts },
     ],
   },
 } + (import 'alerts_consistency.libsonnet')

@@ -65,6 +65,20 @@
     probeLatencyThresholdSeconds: 0.1,
     probeLatencyFor: '10m',
 
+    // Certificates (the certificates collector). Expiring soon: under min(days, ratio of the
+    // certificate's own lifetime) left. 1-year kubeadm certificates warn at 28 days, 90-day
+    // cert-manager ones at 18 days (20%), a 24-hour one at 4.8 hours.
+    certificateWarningDays: 28,
+    certificateWarningLifetimeRatio: 0.20,
+    certificateCriticalDays: 7,
+    certificateCriticalLifetimeRatio: 0.05,
+    certificateExpiringFor: '15m',
+    certificateNotVerifiedFor: '15m',
+    certificateCheckFailingFor: '30m',
+    // Older than this, the last check no longer vouches for the certificates (several
+    // --certificates.interval, default 10m).
+    certificateCheckStaleSeconds: 3600,
+
     mixedVersionsFor: '1h',  // a rolling upgrade runs mixed versions for a while
 
     // etcd's own metrics (thresholds from etcd's docs: WAL fsync p99 < 10 ms, backend commit p99 < 25 ms).

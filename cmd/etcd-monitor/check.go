@@ -9,11 +9,13 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/dustin/go-humanize"
 
+	"github.com/etcd-monitor/etcd-monitor/certcheck"
 	"github.com/etcd-monitor/etcd-monitor/clusterapi"
 	"github.com/etcd-monitor/etcd-monitor/consistency"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
@@ -36,6 +38,8 @@ type checkReport struct {
 	Reasons  []string         `json:"reasons"`
 	// Members are rendered as the status API renders them (clusterapi.MemberOf).
 	Members []clusterapi.Member `json:"members"`
+	// Certificates are read only when etcd is reached over TLS (see checkcerts.go).
+	Certificates []certcheck.Summary `json:"certificates,omitempty"`
 }
 
 func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context.Context, *slog.Logger) error) {
@@ -71,7 +75,7 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 				logger.Warn("the members' data could not be compared", "attempts", r.Attempts, "members", unknownMembers(r))
 			}
 		}
-		rep := buildCheckReport(s)
+		rep := addCertificates(buildCheckReport(s), readCertificates(ctx, conn, s), time.Now())
 		if *output == "json" {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
@@ -79,7 +83,7 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 				return checkResult{code: exitUnknown}
 			}
 		} else {
-			fmt.Fprintln(os.Stdout, checkStatusLine(s))
+			fmt.Fprintln(os.Stdout, checkStatusLine(s, snapshot.Health{Verdict: rep.Verdict, Reasons: rep.Reasons}))
 			writeCheckTable(os.Stdout, rep)
 		}
 		if rep.ExitCode != 0 {
@@ -119,8 +123,8 @@ func checkUnknown(w io.Writer, output string, err error) int {
 // checkStatusLine is the first line of the text report: the status a Nagios or Icinga service
 // shows, then performance data as the monitoring-plugins guidelines define it
 // ('label'=value[UOM];warn;crit;min;max, ranges as "10:" = alert below 10, "~:1" = above 1).
-func checkStatusLine(s *snapshot.Snapshot) string {
-	h := s.Health()
+// h is the report's verdict: the snapshot's, worsened by the certificates.
+func checkStatusLine(s *snapshot.Snapshot, h snapshot.Health) string {
 	c := s.Cluster()
 	text := strings.Join(h.Reasons, "; ")
 	if h.Verdict == snapshot.Healthy {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/etcd-monitor/etcd-monitor/certcheck"
 	"github.com/etcd-monitor/etcd-monitor/clusterapi"
 	"github.com/etcd-monitor/etcd-monitor/collector"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
@@ -32,18 +33,28 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	offset := cmd.Flag("scrape.timeout-offset", "Subtracted from Prometheus' scrape timeout header to leave time to send the answer.").Default("500ms").Duration()
 	probeKey := cmd.Flag("probe.key", "Key the latency probes read (never written).").Default(snapshot.DefaultProbeKey).String()
 	etcd := addEtcdFlags(cmd)
+	certFlags := addCertificateFlags(cmd)
 	backupDirs := cmd.Flag("backup.dir", "Directory, or glob, of snapshot files whose freshness the backup collector reports (repeatable; see docs/backup.md).").Strings()
 	consistencyInterval := cmd.Flag("consistency.interval", "Least time between two comparisons of the members' HashKV by the consistency collector (see docs/consistency.md).").Default(collector.DefaultConsistencyInterval.String()).Duration()
 	consistencyTimeout := cmd.Flag("consistency.timeout", "Deadline of one comparison of the members' HashKV; a scrape waits for it until its own deadline.").Default(collector.DefaultConsistencyTimeout.String()).Duration()
 
 	enabled := map[string]*bool{}
+	// The certificates collector is on by default only when etcd is reached over TLS.
+	var certificatesSet bool
 	for _, c := range collector.Available() {
 		def := "false"
 		state := "disabled"
 		if c.DefaultEnabled {
 			def, state = "true", "enabled"
 		}
-		enabled[c.Name] = cmd.Flag("collector."+c.Name, fmt.Sprintf("Enable the %s collector (default: %s).", c.Name, state)).Default(def).Bool()
+		if c.Name == "certificates" {
+			state = "enabled when etcd is reached over TLS"
+		}
+		f := cmd.Flag("collector."+c.Name, fmt.Sprintf("Enable the %s collector (default: %s).", c.Name, state))
+		if c.Name == "certificates" {
+			f = f.IsSetByUser(&certificatesSet)
+		}
+		enabled[c.Name] = f.Default(def).Bool()
 	}
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
@@ -66,6 +77,12 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if *consistencyInterval <= 0 || *consistencyTimeout <= 0 {
 			return fmt.Errorf("--consistency.interval and --consistency.timeout must be positive, got %s and %s", *consistencyInterval, *consistencyTimeout)
 		}
+		if err := certFlags.validate(); err != nil {
+			return err
+		}
+		if on := enabled["certificates"]; on != nil && !certificatesSet {
+			*on = conn.UsesTLS()
+		}
 		// Not nil even when every collector is switched off: nil asks for the default set.
 		names := []string{}
 		for name, on := range enabled {
@@ -78,8 +95,17 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return err
 		}
 		defer taker.Close()
-		exp, err := collector.New(taker, names, collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs),
-			collector.WithConsistency(*consistencyInterval, *consistencyTimeout))
+		opts := []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs),
+			collector.WithConsistency(*consistencyInterval, *consistencyTimeout)}
+		var checker *certcheck.Checker
+		if on := enabled["certificates"]; on != nil && *on {
+			if checker, err = certFlags.checker(conn); err != nil {
+				return err
+			}
+			defer checker.Close()
+			opts = append(opts, collector.WithCertificates(checker))
+		}
+		exp, err := collector.New(taker, names, opts...)
 		if err != nil {
 			return err
 		}
@@ -87,7 +113,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 
 		handler, api, err := newExporterHandler(exporterHandlerConfig{
 			metricsPath: *metricsPath, timeout: *timeout, offset: *offset, maxRequests: *maxRequests,
-			taker: taker, exporter: exp, logger: logger,
+			taker: taker, exporter: exp, logger: logger, certificates: checker,
 		})
 		if err != nil {
 			return err
@@ -128,6 +154,8 @@ type exporterHandlerConfig struct {
 	taker           *snapshot.Taker
 	exporter        *collector.Exporter
 	logger          *slog.Logger
+	// certificates is the certificates collector's checker, nil when it is off.
+	certificates *certcheck.Checker
 }
 
 // withDataCheck takes a snapshot for the status API with the consistency collector's last
@@ -152,10 +180,11 @@ func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}))
 	api := clusterapi.New(clusterapi.Options{
-		Snapshots: snapshot.NewShared(c.withDataCheck, clusterapi.Needs),
-		Timeout:   c.timeout,
-		Offset:    c.offset,
-		Logger:    c.logger,
+		Snapshots:    snapshot.NewShared(c.withDataCheck, clusterapi.Needs),
+		Timeout:      c.timeout,
+		Offset:       c.offset,
+		Logger:       c.logger,
+		Certificates: c.certificates,
 	})
 	api.Register(mux)
 	landing, err := web.NewLandingPage(clusterapi.Landing(web.LandingConfig{

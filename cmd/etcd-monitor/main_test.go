@@ -18,9 +18,11 @@ func TestBadInputExitsOne(t *testing.T) {
 		"user, no password":            {"--etcd.username=u"},
 		"negative offset":              {"--scrape.timeout-offset=-1s"},
 		"bad telemetry path":           {"--web.telemetry-path=metrics"},
+		"unknown command":              {"frobnicate"},
+		"zero cert interval":           {"--certificates.interval=0s"},
+		"missing peer CA":              {"--certificates.peer-ca-file=" + missing},
 		"zero consistency interval":    {"--consistency.interval=0s"},
 		"negative consistency timeout": {"--consistency.timeout=-1s"},
-		"unknown command":              {"frobnicate"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if got := run(args); got != 1 {

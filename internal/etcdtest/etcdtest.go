@@ -203,6 +203,35 @@ func (c *Cluster) Settle() {
 	c.t.Fatalf("cluster did not settle within 30s (applied indexes %v)", last)
 }
 
+// TLSFiles are the PEM files one listener serves with and trusts client certificates from.
+type TLSFiles struct {
+	CertFile, KeyFile, TrustedCAFile string
+}
+
+// WithTLS serves every member's client and peer URLs over https with the files client(i) and
+// peer(i) name, requiring a client certificate signed by the trusted CA on both, as a production
+// cluster (kubeadm's) does. etcd reads the files at each new TLS connection, so replacing them
+// renews the certificates of a running member.
+func WithTLS(client, peer func(i int) TLSFiles) Option {
+	toHTTPS := func(us []url.URL) {
+		for j := range us {
+			us[j].Scheme = "https"
+		}
+	}
+	return func(i int, cfg *embed.Config) {
+		toHTTPS(cfg.ListenClientUrls)
+		toHTTPS(cfg.AdvertiseClientUrls)
+		toHTTPS(cfg.ListenPeerUrls)
+		toHTTPS(cfg.AdvertisePeerUrls)
+		cfg.InitialCluster = strings.ReplaceAll(cfg.InitialCluster, "=http://", "=https://")
+		c, p := client(i), peer(i)
+		cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile, cfg.ClientTLSInfo.TrustedCAFile = c.CertFile, c.KeyFile, c.TrustedCAFile
+		cfg.ClientTLSInfo.ClientCertAuth = true
+		cfg.PeerTLSInfo.CertFile, cfg.PeerTLSInfo.KeyFile, cfg.PeerTLSInfo.TrustedCAFile = p.CertFile, p.KeyFile, p.TrustedCAFile
+		cfg.PeerTLSInfo.ClientCertAuth = true
+	}
+}
+
 // Settled wraps a package's testing.M for goleak.VerifyTestMain in packages whose tests run
 // embedded etcd members: after the tests it waits, bounded, until no goroutine is left, so that
 // goleak then sees only what does not end by itself. A closed member can leave the server side of a

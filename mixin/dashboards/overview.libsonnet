@@ -96,6 +96,16 @@ local g = import '../lib/dashboard.libsonnet';
                      [t('avg by (member, probe) (avg_over_time(etcd_monitor_member_probe_success{%s}[$__rate_interval]))' % e, '{{member}} {{probe}}')],
                      unit='percentunit', min=0, max=1, w=8),
 
+        g.row('Certificates'),
+        g.table('Certificates', 'The earliest-expiring certificate of the chain each member serves on its client and peer listeners, as of etcd-monitor\'s last certificate check: time left, subject, serial and issuer (a renewal changes the serial).',
+                [t('max by (member, listener, subject_cn, serial, issuer_cn) (etcd_monitor_certificate_not_after_timestamp_seconds{%s, certificate="earliest"}) - time()' % e, instant=true, format='table')],
+                w=14, rename={ Value: 'time left', subject_cn: 'subject CN', issuer_cn: 'issuer CN' },
+                overrides=[g.columnOverride('time left', { unit: 'dtdurations' })]),
+        g.timeseries('Certificate time left', 'Time left before the earliest-expiring certificate of each member listener and of each of etcd-monitor\'s own TLS files expires; a renewal is a jump up.',
+                     [t('min by (member, listener) (etcd_monitor_certificate_not_after_timestamp_seconds{%s, certificate="earliest"}) - time()' % e, '{{member}} {{listener}}'),
+                      t('min by (file) (etcd_monitor_certificate_file_not_after_timestamp_seconds{%s, certificate="earliest"}) - time()' % e, 'etcd-monitor {{file}}')],
+                     unit='s', min=0, w=10),
+
         g.row('Consistency'),
         g.timeseries('Data consistent', "Per member, 1 when its HashKV equals the majority's at the compared revision, 0 when its data differs; no point while it could not be compared (the consistency collector checks every --consistency.interval).",
                      [t('max by (member) (etcd_monitor_member_data_consistent{%s})' % e, '{{member}}')], min=0, max=1, w=8, points=true),

@@ -21,6 +21,9 @@ type EtcdOptions struct {
 	// ClientTLS, when set, serves the client URLs over https with these files
 	// (--client-cert-auth when ClientCertAuth). Metrics URLs stay plain http.
 	ClientTLS *TLSFiles
+	// PeerTLS, when set, serves the peer URLs over https with these files
+	// (--peer-client-cert-auth when ClientCertAuth).
+	PeerTLS *TLSFiles
 	// PerMember places member i elsewhere than a plain process on 127.0.0.1 (for example in a
 	// network namespace); members past the end of the slice use the defaults.
 	PerMember []MemberOptions
@@ -84,6 +87,10 @@ func (e *Env) StartEtcd(opts EtcdOptions) *Cluster {
 	if opts.ClientTLS != nil {
 		scheme = "https"
 	}
+	peerScheme := "http"
+	if opts.PeerTLS != nil {
+		peerScheme = "https"
+	}
 	c := &Cluster{env: e}
 	var initial []string
 	place := make([]MemberOptions, opts.Members)
@@ -104,7 +111,7 @@ func (e *Env) StartEtcd(opts EtcdOptions) *Cluster {
 		m := &Member{
 			Index:      i,
 			ClientURL:  fmt.Sprintf("%s://%s:%d", scheme, ch, ports[3*i]),
-			PeerURL:    fmt.Sprintf("http://%s:%d", ph, ports[3*i+1]),
+			PeerURL:    fmt.Sprintf("%s://%s:%d", peerScheme, ph, ports[3*i+1]),
 			MetricsURL: fmt.Sprintf("http://%s:%d", ch, ports[3*i+2]),
 			DataDir:    filepath.Join(e.Subdir(name), "data"),
 		}
@@ -131,6 +138,12 @@ func (e *Env) StartEtcd(opts EtcdOptions) *Cluster {
 			args = append(args, "--cert-file="+t.CertFile, "--key-file="+t.KeyFile, "--trusted-ca-file="+t.CAFile)
 			if t.ClientCertAuth {
 				args = append(args, "--client-cert-auth")
+			}
+		}
+		if t := opts.PeerTLS; t != nil {
+			args = append(args, "--peer-cert-file="+t.CertFile, "--peer-key-file="+t.KeyFile, "--peer-trusted-ca-file="+t.CAFile)
+			if t.ClientCertAuth {
+				args = append(args, "--peer-client-cert-auth")
 			}
 		}
 		args = append(args, opts.Flags...)
