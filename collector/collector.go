@@ -119,6 +119,8 @@ type Exporter struct {
 	collectors map[string]Collector
 	needs      snapshot.Needs
 	backupDirs []string // --backup.dir, for the backup collector
+	// --consistency.interval and --consistency.timeout, for the consistency collector (0: default).
+	consistencyInterval, consistencyTimeout time.Duration
 	// certs reads the certificates for the certificates collector (WithCertificates).
 	certs *certcheck.Checker
 
@@ -193,6 +195,16 @@ func New(taker Taker, names []string, opts ...Option) (*Exporter, error) {
 	slices.Sort(e.names)
 	e.shared = snapshot.NewShared(taker.Take, e.needs)
 	return e, nil
+}
+
+// Close stops the background work of the collectors that have some (a consistency check under
+// way) and waits for it to end.
+func (e *Exporter) Close() {
+	for _, c := range e.collectors {
+		if c, ok := c.(interface{ close() }); ok {
+			c.close()
+		}
+	}
 }
 
 // Needs is what the enabled collectors need from etcd.

@@ -36,6 +36,7 @@ func newExporter(t *testing.T, conn etcdconn.Config) (*Exporter, *snapshot.Taker
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(e.Close)
 	return e, taker
 }
 
@@ -137,6 +138,7 @@ etcd_monitor_member_version_info{member="m0",member_id="%[1]s",version="3.6.16"}
 # TYPE etcd_monitor_scrape_collector_success gauge
 etcd_monitor_scrape_collector_success{collector="alarms"} 1
 etcd_monitor_scrape_collector_success{collector="cluster"} 1
+etcd_monitor_scrape_collector_success{collector="consistency"} 1
 etcd_monitor_scrape_collector_success{collector="members"} 1
 etcd_monitor_scrape_collector_success{collector="probe"} 1
 etcd_monitor_scrape_collector_success{collector="status"} 1
@@ -144,6 +146,7 @@ etcd_monitor_scrape_collector_success{collector="status"} 1
 # TYPE etcd_monitor_scrape_metric_errors_total counter
 etcd_monitor_scrape_metric_errors_total{collector="alarms"} 0
 etcd_monitor_scrape_metric_errors_total{collector="cluster"} 0
+etcd_monitor_scrape_metric_errors_total{collector="consistency"} 0
 etcd_monitor_scrape_metric_errors_total{collector="members"} 0
 etcd_monitor_scrape_metric_errors_total{collector="probe"} 0
 etcd_monitor_scrape_metric_errors_total{collector="status"} 0
@@ -151,6 +154,7 @@ etcd_monitor_scrape_metric_errors_total{collector="status"} 0
 # TYPE etcd_monitor_scrape_collector_panics_total counter
 etcd_monitor_scrape_collector_panics_total{collector="alarms"} 0
 etcd_monitor_scrape_collector_panics_total{collector="cluster"} 0
+etcd_monitor_scrape_collector_panics_total{collector="consistency"} 0
 etcd_monitor_scrape_collector_panics_total{collector="members"} 0
 etcd_monitor_scrape_collector_panics_total{collector="probe"} 0
 etcd_monitor_scrape_collector_panics_total{collector="status"} 0
@@ -410,6 +414,7 @@ func TestHungEndpointLeavesNothingBehind(t *testing.T) {
 			t.Errorf("scrape with a 300ms deadline took %v", d)
 		}
 	}
+	e.Close()
 	taker.Close()
 	goleak.VerifyNone(t, ignore)
 }
@@ -466,6 +471,7 @@ func BenchmarkScrape(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer e.Close()
 	g := registryFor(e, 5*time.Second)
 	b.ReportAllocs()
 	for b.Loop() {

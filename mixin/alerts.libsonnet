@@ -338,4 +338,4 @@ local util = import 'lib/util.libsonnet';
       { name: 'etcd-monitor-certificates', rules: certificateAlerts },
     ],
   },
-}
+} + (import 'alerts_consistency.libsonnet')

@@ -119,6 +119,12 @@
     grpcSlowThresholdSeconds: 0.15,
     grpcSlowFor: '10m',
 
+    // Consistency (HashKV compared across members, docs/consistency.md). A differing hash is a
+    // fact of one check, served until the next (--consistency.interval): no need to wait.
+    dataInconsistentFor: '0m',
+    // No check compared the members for this long while at least two voters answer.
+    consistencyStaleFor: '1h',
+
     // Window for rate() and histogram_quantile() in recording rules.
     rateWindow: '5m',
 

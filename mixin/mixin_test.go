@@ -33,6 +33,7 @@ var expectedAlerts = []string{
 	"EtcdHighNumberOfFailedProposals", "EtcdHighFsyncDurations", "EtcdHighCommitDurations",
 	"EtcdPeerRoundTripHigh", "EtcdHighNumberOfFailedGRPCRequests", "EtcdGRPCRequestsSlow",
 	"EtcdCertificateExpiringSoon", "EtcdCertificateExpired", "EtcdCertificateNotVerified", "EtcdCertificateCheckFailing",
+	"EtcdDataInconsistent", "EtcdConsistencyCheckStale",
 }
 
 type ruleFile struct {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Verdict is the overall state of a cluster, from best to worst.
@@ -12,8 +13,8 @@ type Verdict string
 const (
 	// Healthy: every member is up, no alarm is raised and all members agree on one leader.
 	Healthy Verdict = "healthy"
-	// Degraded: the cluster has quorum but a member is down, an alarm is raised, or members
-	// name more than one leader.
+	// Degraded: the cluster has quorum but a member is down, an alarm is raised, members
+	// name more than one leader, or a member's data differs from the majority's (DataCheck).
 	Degraded Verdict = "degraded"
 	// Critical: etcd is unreachable or the cluster has no quorum.
 	Critical Verdict = "critical"
@@ -89,6 +90,20 @@ func (s *Snapshot) Health() Health {
 	}
 	for _, a := range s.UnknownAlarms {
 		worsen(Degraded, "alarm %s", a)
+	}
+	if dc := s.DataCheck; dc != nil {
+		names := map[uint64]*Member{}
+		for _, m := range s.Members {
+			names[m.ID] = m
+		}
+		for _, id := range dc.Minority {
+			label := IDString(id)
+			if m, ok := names[id]; ok {
+				label = memberLabel(m)
+			}
+			worsen(Degraded, "member %s data differs from the majority's (HashKV at revision %d, checked %s)",
+				label, dc.Revision, dc.Time.UTC().Format(time.RFC3339))
+		}
 	}
 	return h
 }

@@ -67,6 +67,16 @@ func TestHealth(t *testing.T) {
 				{ID: 4, IsLearner: true, Status: &pb.StatusResponse{Leader: 1}}}},
 			want: Critical,
 		},
+		"data differs": {
+			s: &Snapshot{Members: []*Member{up(1, 1), up(2, 1), up(3, 1)},
+				DataCheck: &DataCheck{Time: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), Revision: 42, Minority: []uint64{3}}},
+			want:    Degraded,
+			reasons: []string{"member m3 (3) data differs from the majority's (HashKV at revision 42, checked 2026-12-01T09:00:00Z)"},
+		},
+		"data agrees": {
+			s:    &Snapshot{Members: []*Member{up(1, 1), up(2, 1), up(3, 1)}, DataCheck: &DataCheck{Revision: 42}},
+			want: Healthy,
+		},
 		"unreachable": {
 			s:       &Snapshot{MemberListErr: errors.New("context deadline exceeded")},
 			want:    Critical,

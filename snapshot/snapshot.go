@@ -43,6 +43,9 @@ type Needs struct {
 // Snapshot is what a cluster looked like during one scrape.
 type Snapshot struct {
 	Start time.Time
+	// Deadline is the deadline it was taken under (zero when none), which bounds the work of
+	// whoever reads it for the same request.
+	Deadline time.Time
 	// Members is the cluster's membership as reported by MemberList; empty when no endpoint answered.
 	Members []*Member
 	// MemberListEndpoint is the endpoint that answered MemberList.
@@ -55,6 +58,17 @@ type Snapshot struct {
 	Needs          Needs
 	// UnknownAlarms are alarms raised for member IDs that are not in the member list.
 	UnknownAlarms []MemberAlarm
+	// DataCheck is the last comparison of the members' HashKV known to whoever took the
+	// snapshot (a slow fact, checked apart from it: package consistency); nil when none is.
+	DataCheck *DataCheck
+}
+
+// DataCheck is the outcome of one comparison of the members' HashKV, as the health verdict reads it.
+type DataCheck struct {
+	Time     time.Time
+	Revision int64
+	// Minority are the members whose hash differed from the majority's.
+	Minority []uint64
 }
 
 // Member is one etcd member and what it answered.

@@ -201,6 +201,7 @@ func (t *Taker) forget(keep map[string]bool, members []*Member) {
 // or ctx is done. It never returns an error: what failed is recorded in the snapshot.
 func (t *Taker) Take(ctx context.Context, needs Needs) *Snapshot {
 	s := &Snapshot{Start: time.Now(), Needs: needs}
+	s.Deadline, _ = ctx.Deadline()
 	t.dropStaleClients()
 	members, from, err := t.memberList(ctx)
 	s.MemberListDuration = time.Since(s.Start)

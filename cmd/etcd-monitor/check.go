@@ -17,6 +17,7 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/certcheck"
 	"github.com/etcd-monitor/etcd-monitor/clusterapi"
+	"github.com/etcd-monitor/etcd-monitor/consistency"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
@@ -46,6 +47,7 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 	ef := addEtcdFlags(cmd)
 	timeout := cmd.Flag("timeout", "Deadline for the whole check.").Default("5s").Duration()
 	output := cmd.Flag("output", "Report format: text or json.").Default("text").Enum("text", "json")
+	compare := cmd.Flag("consistency", "Also compare the members' HashKV at one revision (within --timeout): a member whose data differs is degraded. HashKV reads each member's whole keyspace and holds its writes while it runs (docs/consistency.md).").Bool()
 	usageErrorHandlers[cmd.FullCommand()] = func(err error) int { return checkUnknown(os.Stdout, "text", err) }
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
@@ -66,6 +68,13 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		s := taker.Take(ctx, snapshot.Needs{Status: true, Probes: true})
+		if *compare && s.Up() {
+			r := consistency.Check(ctx, taker, s)
+			s.DataCheck = r.DataCheck()
+			if !r.Compared {
+				logger.Warn("the members' data could not be compared", "attempts", r.Attempts, "members", unknownMembers(r))
+			}
+		}
 		rep := addCertificates(buildCheckReport(s), readCertificates(ctx, conn, s), time.Now())
 		if *output == "json" {
 			enc := json.NewEncoder(os.Stdout)
@@ -82,6 +91,17 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 		}
 		return nil
 	}
+}
+
+// unknownMembers says why each member of r got no verdict, for the log.
+func unknownMembers(r *consistency.Result) string {
+	var parts []string
+	for _, m := range r.Members {
+		if !m.Compared {
+			parts = append(parts, fmt.Sprintf("%s: %s", m.Name, m.Reason))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // exitUnknown is the monitoring-plugins' UNKNOWN: the check could not judge the cluster.

@@ -35,6 +35,8 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	etcd := addEtcdFlags(cmd)
 	certFlags := addCertificateFlags(cmd)
 	backupDirs := cmd.Flag("backup.dir", "Directory, or glob, of snapshot files whose freshness the backup collector reports (repeatable; see docs/backup.md).").Strings()
+	consistencyInterval := cmd.Flag("consistency.interval", "Least time between two comparisons of the members' HashKV by the consistency collector (see docs/consistency.md).").Default(collector.DefaultConsistencyInterval.String()).Duration()
+	consistencyTimeout := cmd.Flag("consistency.timeout", "Deadline of one comparison of the members' HashKV; a scrape waits for it until its own deadline.").Default(collector.DefaultConsistencyTimeout.String()).Duration()
 
 	enabled := map[string]*bool{}
 	// The certificates collector is on by default only when etcd is reached over TLS.
@@ -72,6 +74,9 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if err := validateTelemetryPath(*metricsPath); err != nil {
 			return err
 		}
+		if *consistencyInterval <= 0 || *consistencyTimeout <= 0 {
+			return fmt.Errorf("--consistency.interval and --consistency.timeout must be positive, got %s and %s", *consistencyInterval, *consistencyTimeout)
+		}
 		if err := certFlags.validate(); err != nil {
 			return err
 		}
@@ -90,7 +95,8 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return err
 		}
 		defer taker.Close()
-		opts := []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs)}
+		opts := []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs),
+			collector.WithConsistency(*consistencyInterval, *consistencyTimeout)}
 		var checker *certcheck.Checker
 		if on := enabled["certificates"]; on != nil && *on {
 			if checker, err = certFlags.checker(conn); err != nil {
@@ -103,6 +109,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if err != nil {
 			return err
 		}
+		defer exp.Close()
 
 		handler, api, err := newExporterHandler(exporterHandlerConfig{
 			metricsPath: *metricsPath, timeout: *timeout, offset: *offset, maxRequests: *maxRequests,
@@ -151,6 +158,15 @@ type exporterHandlerConfig struct {
 	certificates *certcheck.Checker
 }
 
+// withDataCheck takes a snapshot for the status API with the consistency collector's last
+// comparison in it, so that a member whose data differs is part of the health verdict. It starts
+// no comparison: HashKV reads every member's whole keyspace, and the API may be asked often.
+func (c exporterHandlerConfig) withDataCheck(ctx context.Context, needs snapshot.Needs) *snapshot.Snapshot {
+	s := c.taker.Take(ctx, needs)
+	s.DataCheck = c.exporter.DataCheck()
+	return s
+}
+
 // newExporterHandler builds everything the exporter serves on one mux, so that --web.config.file
 // (TLS, basic auth) protects the metrics, the status API and the page alike.
 func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.API, err error) {
@@ -164,7 +180,7 @@ func newExporterHandler(c exporterHandlerConfig) (_ http.Handler, _ *clusterapi.
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, c.exporter.Handler(collector.HandlerOpts{Timeout: c.timeout, Offset: c.offset, Gatherer: self, Logger: c.logger}))
 	api := clusterapi.New(clusterapi.Options{
-		Snapshots:    snapshot.NewShared(c.taker.Take, clusterapi.Needs),
+		Snapshots:    snapshot.NewShared(c.withDataCheck, clusterapi.Needs),
 		Timeout:      c.timeout,
 		Offset:       c.offset,
 		Logger:       c.logger,

@@ -96,6 +96,7 @@ func testExporterHandler(t *testing.T, endpoints []string) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(exp.Close)
 	handler, _, err := newExporterHandler(exporterHandlerConfig{
 		metricsPath: "/metrics", timeout: 3 * time.Second, offset: 500 * time.Millisecond,
 		taker: taker, exporter: exp, logger: slog.New(slog.DiscardHandler),

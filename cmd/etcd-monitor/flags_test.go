@@ -64,6 +64,7 @@ func TestHandlerPatternConflictIsAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer exp.Close()
 	for _, p := range []string{"/api/", "/-/ready", "/met rics"} {
 		_, _, err := newExporterHandler(exporterHandlerConfig{
 			metricsPath: p, timeout: time.Second, taker: taker, exporter: exp, logger: slog.New(slog.DiscardHandler),

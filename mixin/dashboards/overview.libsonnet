@@ -106,6 +106,16 @@ local g = import '../lib/dashboard.libsonnet';
                       t('min by (file) (etcd_monitor_certificate_file_not_after_timestamp_seconds{%s, certificate="earliest"}) - time()' % e, 'etcd-monitor {{file}}')],
                      unit='s', min=0, w=10),
 
+        g.row('Consistency'),
+        g.timeseries('Data consistent', "Per member, 1 when its HashKV equals the majority's at the compared revision, 0 when its data differs; no point while it could not be compared (the consistency collector checks every --consistency.interval).",
+                     [t('max by (member) (etcd_monitor_member_data_consistent{%s})' % e, '{{member}}')], min=0, max=1, w=8, points=true),
+        g.timeseries('Members left unknown', 'Voting members a consistency check could not compare, by reason (increase of etcd_monitor_consistency_unknown_total).',
+                     [t('sum by (reason) (increase(etcd_monitor_consistency_unknown_total{%s}[$__rate_interval]))' % e, '{{reason}}')], min=0, w=8),
+        g.timeseries('Consistency check', 'Duration of the last check (HashKV holds writes on each member about that long) and the age of the last check that compared the members.',
+                     [t('max(etcd_monitor_consistency_check_duration_seconds{%s})' % e, 'check duration'),
+                      t('time() - max(etcd_monitor_consistency_last_success_timestamp_seconds{%s})' % e, 'since last comparison')],
+                     unit='s', min=0, w=8),
+
         g.row("etcd's own metrics"),
         g.timeseries('Proposals', 'Raft proposals committed and applied per second, failed per second, and pending, summed over members.',
                      [t('sum(rate(etcd_server_proposals_committed_total{%s}[$__rate_interval]))' % k, 'committed/s'),

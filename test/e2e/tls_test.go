@@ -204,9 +204,13 @@ func TestExporterTLSAndReadOnlyUser(t *testing.T) {
 	p.WaitQuery(waitFor, `etcd_monitor_cluster_has_quorum{job="etcd-monitor"}`, AllEqual(1, 1))
 	p.WaitQuery(waitFor, `etcd_monitor_cluster_leaders{job="etcd-monitor"}`, AllEqual(1, 1))
 	p.WaitQuery(waitFor, `etcd_monitor_member_probe_success{job="etcd-monitor"}`, AllEqual(6, 1))
-	// members, status, alarms, probe, cluster and, over TLS by default, certificates: every
-	// collector got its data as this user.
-	p.WaitQuery(waitFor, `etcd_monitor_scrape_collector_success{job="etcd-monitor"}`, AllEqual(6, 1))
+	// members, status, alarms, probe, cluster, consistency and, over TLS by default, certificates:
+	// every collector got its data as this user. etcd answers HashKV for the root role only, so
+	// the consistency collector's check leaves every member unknown, by reason permission_denied,
+	// and compares nobody.
+	p.WaitQuery(waitFor, `etcd_monitor_scrape_collector_success{job="etcd-monitor"}`, AllEqual(7, 1))
+	p.WaitQuery(waitFor, `etcd_monitor_consistency_unknown_total{job="etcd-monitor", reason="permission_denied"}`, func(s []Sample) bool { return len(s) == 1 && s[0].Value >= 3 })
+	p.WaitQuery(waitFor, `etcd_monitor_consistency_check_success{job="etcd-monitor"}`, AllEqual(1, 0))
 	p.WaitQuery(waitFor, `etcd_monitor_member_alarm{job="etcd-monitor"}`, AllEqual(6, 0))
 	info := p.WaitQuery(waitFor, `etcd_monitor_member_info{job="etcd-monitor"}`, func(s []Sample) bool { return len(s) == 3 })
 	for _, i := range info {
