@@ -235,7 +235,6 @@ func TestBasicAuthProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep := e.ServiceMonitor.Spec.Endpoints[0]
-	//lint:ignore SA1019 basicAuth is the endpoint's field for it in monitoring/v1
 	if ba := ep.BasicAuth; ba == nil || ba.Username.Name != sec.Name || sec.StringData[ba.Username.Key] != "prometheus" || sec.StringData[ba.Password.Key] != "s3cr3t" {
 		t.Errorf("ServiceMonitor basicAuth %+v does not read the credentials from %s", ep.BasicAuth, sec.Name)
 	}
@@ -332,4 +331,3 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		})
 	}
 }
-
