@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/etcd-monitor/etcd-monitor/backup"
 	"github.com/etcd-monitor/etcd-monitor/internal/cliflags"
 	"github.com/etcd-monitor/etcd-monitor/internal/kubeobjects"
 	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
@@ -66,6 +68,26 @@ func TestDefaults(t *testing.T) {
 	}
 	if e.Deployment.Namespace != "monitoring" {
 		t.Errorf("namespace %q, want the release's", e.Deployment.Namespace)
+	}
+	// The Operator's job is the value of the Service label jobLabel names, else the Service name;
+	// the release here is "em", so only jobLabel can make it the rules' job.
+	job := e.Service.Name
+	if l := e.ServiceMonitor.Spec.JobLabel; l != "" {
+		job = e.Service.Labels[l]
+	}
+	rules, err := os.ReadFile(filepath.Join("..", "..", "alerts", "prometheusrule.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := regexp.MustCompile(`job="([^"]+)"`).FindAllSubmatch(rules, -1)
+	if len(jobs) == 0 {
+		t.Fatal("the rules select no job; the check below would prove nothing")
+	}
+	for _, j := range jobs {
+		// Pushed series keep the job they were pushed under (honor_labels).
+		if string(j[1]) != backup.PushJob && string(j[1]) != job {
+			t.Errorf("a rule selects job=%q, the ServiceMonitor's job is %q", j[1], job)
+		}
 	}
 }
 
