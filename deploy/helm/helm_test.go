@@ -106,7 +106,7 @@ func TestPrometheusRuleAndDashboardsAreTheRenderedOnes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(a, b) {
-			t.Errorf("%s differs from %s; after `make mixin`: cp %s %s", copy, orig, orig, copy)
+			t.Errorf("%s differs from %s: run `make mixin`, which copies it", copy, orig)
 		}
 		return b
 	}

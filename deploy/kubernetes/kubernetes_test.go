@@ -112,7 +112,7 @@ func TestPrometheusRuleIsTheRenderedOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(here, rendered) {
-		t.Fatal("deploy/kubernetes/base/prometheusrule.yaml differs from alerts/prometheusrule.yaml; after `make mixin`: cp alerts/prometheusrule.yaml deploy/kubernetes/base/")
+		t.Fatal("deploy/kubernetes/base/prometheusrule.yaml differs from alerts/prometheusrule.yaml; run `make mixin`, which copies it")
 	}
 	want := kubeobjects.MustDecode(t, "alerts/prometheusrule.yaml", rendered).PrometheusRules
 	got := build(t, "base").PrometheusRules
