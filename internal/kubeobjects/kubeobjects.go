@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -31,18 +32,15 @@ type Objects struct {
 	PrometheusRules []*monitoringv1.PrometheusRule
 }
 
+// separator is a YAML document marker line: `---` alone or followed by a space (a comment).
+var separator = regexp.MustCompile(`(?m)^---(?:[ \t].*)?$`)
+
 // Documents splits a YAML stream at its `---` lines and drops documents that hold only comments.
 func Documents(stream []byte) [][]byte {
 	var docs [][]byte
-	for _, d := range bytes.Split(append([]byte("\n"), stream...), []byte("\n---")) {
-		// A separator line may carry a comment or trailing spaces: drop the rest of it.
-		if i := bytes.IndexByte(d, '\n'); i >= 0 {
-			d = d[i+1:]
-		} else {
-			d = nil
-		}
-		if hasContent(d) {
-			docs = append(docs, d)
+	for _, d := range separator.Split(string(stream), -1) {
+		if hasContent([]byte(d)) {
+			docs = append(docs, []byte(d))
 		}
 	}
 	return docs
