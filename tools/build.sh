@@ -34,6 +34,8 @@ alertmanager|ALERTMANAGER_BIN|alertmanager|github.com/prometheus/alertmanager|gi
 amtool|AMTOOL_BIN|alertmanager|github.com/prometheus/alertmanager|github.com/prometheus/alertmanager/cmd/amtool|--version
 pushgateway|PUSHGATEWAY_BIN|pushgateway|github.com/prometheus/pushgateway|github.com/prometheus/pushgateway|--version
 staticcheck|STATICCHECK_BIN|staticcheck|honnef.co/go/tools|honnef.co/go/tools/cmd/staticcheck|-version
+kustomize|KUSTOMIZE_BIN|kustomize|sigs.k8s.io/kustomize/kustomize/v5|sigs.k8s.io/kustomize/kustomize/v5|version
+helm|HELM_BIN|helm|helm.sh/helm/v3|helm.sh/helm/v3/cmd/helm|version
 '
 
 # Build tags per binary. remove_all_sd drops Prometheus' cloud and Kubernetes service discovery
@@ -50,6 +52,7 @@ declare -A TAGS=(
 # etcdctl, pushgateway, alertmanager, prometheus, in that order; the mean of two runs), promtool right after a
 # Prometheus build, the test-only rest from `make tools`. Printed before each build so that nobody
 # wonders whether a silent minute is a hang; tools/README.md has the figures.
+# kustomize and helm: measured once with their modules already downloaded and the other tools built.
 declare -A TYPICAL=(
 	[etcd]=36
 	[etcdctl]=3
@@ -60,6 +63,8 @@ declare -A TYPICAL=(
 	[alertmanager]=42
 	[amtool]=11
 	[pushgateway]=12
+	[kustomize]=10
+	[helm]=150
 )
 
 # check NAME ARGS: the binary must start and answer its version (or help) flag.

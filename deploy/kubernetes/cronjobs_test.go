@@ -1,151 +1,51 @@
 package kubernetes
 
 import (
-	"bytes"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/etcd-monitor/etcd-monitor/internal/cliflags"
+	"github.com/etcd-monitor/etcd-monitor/internal/kubeobjects"
 )
-
-// The CronJob, as far as the examples use it. Decoded with KnownFields: a field these types do
-// not have (a typo, a field at the wrong level) fails the test instead of being ignored, as the
-// API server would ignore it.
-type cronJob struct {
-	APIVersion string `yaml:"apiVersion"`
-	Kind       string `yaml:"kind"`
-	Metadata   meta   `yaml:"metadata"`
-	Spec       struct {
-		Schedule                   string `yaml:"schedule"`
-		ConcurrencyPolicy          string `yaml:"concurrencyPolicy"`
-		StartingDeadlineSeconds    int    `yaml:"startingDeadlineSeconds"`
-		SuccessfulJobsHistoryLimit int    `yaml:"successfulJobsHistoryLimit"`
-		FailedJobsHistoryLimit     int    `yaml:"failedJobsHistoryLimit"`
-		JobTemplate                struct {
-			Metadata meta `yaml:"metadata"`
-			Spec     struct {
-				BackoffLimit          *int `yaml:"backoffLimit"`
-				ActiveDeadlineSeconds int  `yaml:"activeDeadlineSeconds"`
-				Template              struct {
-					Metadata meta    `yaml:"metadata"`
-					Spec     podSpec `yaml:"spec"`
-				} `yaml:"template"`
-			} `yaml:"spec"`
-		} `yaml:"jobTemplate"`
-	} `yaml:"spec"`
-}
-
-type podSpec struct {
-	RestartPolicy                string `yaml:"restartPolicy"`
-	AutomountServiceAccountToken *bool  `yaml:"automountServiceAccountToken"`
-	SecurityContext              struct {
-		RunAsNonRoot   bool `yaml:"runAsNonRoot"`
-		RunAsUser      int  `yaml:"runAsUser"`
-		RunAsGroup     int  `yaml:"runAsGroup"`
-		FSGroup        *int `yaml:"fsGroup"`
-		SeccompProfile struct {
-			Type string `yaml:"type"`
-		} `yaml:"seccompProfile"`
-	} `yaml:"securityContext"`
-	Containers []struct {
-		Name         string   `yaml:"name"`
-		Image        string   `yaml:"image"`
-		Args         []string `yaml:"args"`
-		VolumeMounts []struct {
-			Name      string `yaml:"name"`
-			MountPath string `yaml:"mountPath"`
-			ReadOnly  bool   `yaml:"readOnly"`
-		} `yaml:"volumeMounts"`
-		Resources struct {
-			Requests map[string]string `yaml:"requests"`
-			Limits   map[string]string `yaml:"limits"`
-		} `yaml:"resources"`
-		SecurityContext struct {
-			AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
-			ReadOnlyRootFilesystem   bool  `yaml:"readOnlyRootFilesystem"`
-			Capabilities             struct {
-				Drop []string `yaml:"drop"`
-			} `yaml:"capabilities"`
-		} `yaml:"securityContext"`
-	} `yaml:"containers"`
-	Volumes []struct {
-		Name                  string `yaml:"name"`
-		PersistentVolumeClaim *struct {
-			ClaimName string `yaml:"claimName"`
-		} `yaml:"persistentVolumeClaim"`
-	} `yaml:"volumes"`
-}
-
-type persistentVolumeClaim struct {
-	APIVersion string `yaml:"apiVersion"`
-	Kind       string `yaml:"kind"`
-	Metadata   meta   `yaml:"metadata"`
-	Spec       struct {
-		AccessModes []string `yaml:"accessModes"`
-		Resources   struct {
-			Requests map[string]string `yaml:"requests"`
-		} `yaml:"resources"`
-	} `yaml:"spec"`
-}
-
-func decodeStrict(t *testing.T, file string, v any) {
-	t.Helper()
-	var raw yaml.Node
-	decode(t, file, &raw) // one document
-	b, err := yaml.Marshal(&raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-}
 
 // TestCronJobExamples: the snapshot and defrag CronJobs run the commands they name with flags
 // those commands accept (checked against the built binary), push under the cluster name the
 // ServiceMonitor gives the exporter's series (or the backup alerts would not match), never
 // overlap, outlive their own --timeout, and the snapshot job writes into the claim beside it.
 func TestCronJobExamples(t *testing.T) {
-	var k, baseK kustomization
-	decode(t, filepath.Join("cronjobs", "kustomization.yaml"), &k)
-	decode(t, "kustomization.yaml", &baseK)
-	var sm serviceMonitor
-	decode(t, "servicemonitor.yaml", &sm)
+	o := build(t, "cronjobs")
+	base := build(t, "base")
 	clusterLabel := ""
-	for _, r := range sm.Spec.Endpoints[0].Relabelings {
-		if r.TargetLabel == "cluster" {
-			clusterLabel = r.Replacement
+	for _, r := range base.ServiceMonitors[0].Spec.Endpoints[0].RelabelConfigs {
+		if r.TargetLabel == "cluster" && r.Replacement != nil {
+			clusterLabel = *r.Replacement
 		}
 	}
-	if k.Namespace != baseK.Namespace {
-		t.Errorf("cronjobs namespace %q, the base's %q: the Pushgateway and the exporter are there", k.Namespace, baseK.Namespace)
+	if len(o.Claims) != 1 {
+		t.Fatalf("%d PersistentVolumeClaims, want 1", len(o.Claims))
 	}
-	var pvc persistentVolumeClaim
-	decodeStrict(t, filepath.Join("cronjobs", "backup-pvc.yaml"), &pvc)
-	if pvc.Kind != "PersistentVolumeClaim" || pvc.Spec.Resources.Requests["storage"] == "" || len(pvc.Spec.AccessModes) == 0 {
-		t.Errorf("backup-pvc.yaml: %+v", pvc)
+	pvc := o.Claims[0]
+	if pvc.Spec.Resources.Requests.Storage().IsZero() || len(pvc.Spec.AccessModes) == 0 {
+		t.Errorf("claim %s: no size or access mode", pvc.Name)
 	}
-
-	for _, c := range []struct {
-		file    string
-		command []string
-		mounts  bool // writes into a claim through --dir
-	}{
-		{"snapshot-cronjob.yaml", []string{"snapshot", "save"}, true},
-		{"defrag-cronjob.yaml", []string{"defrag"}, false},
-	} {
-		t.Run(c.file, func(t *testing.T) {
-			var cj cronJob
-			decodeStrict(t, filepath.Join("cronjobs", c.file), &cj)
-			if cj.APIVersion != "batch/v1" || cj.Kind != "CronJob" {
-				t.Fatalf("%s/%s, want batch/v1 CronJob", cj.APIVersion, cj.Kind)
+	if pvc.Namespace != base.Deployments[0].Namespace {
+		t.Errorf("cronjobs namespace %q, the base's %q: the Pushgateway and the exporter are there", pvc.Namespace, base.Deployments[0].Namespace)
+	}
+	commands := map[string][]string{"etcd-snapshot": {"snapshot", "save"}, "etcd-defrag": {"defrag"}}
+	if len(o.CronJobs) != len(commands) {
+		t.Fatalf("%d CronJobs, want %d", len(o.CronJobs), len(commands))
+	}
+	for _, cj := range o.CronJobs {
+		t.Run(cj.Name, func(t *testing.T) {
+			command, ok := commands[cj.Name]
+			if !ok {
+				t.Fatalf("unexpected CronJob %s", cj.Name)
+			}
+			if cj.Namespace != pvc.Namespace {
+				t.Errorf("namespace %q, the claim's %q", cj.Namespace, pvc.Namespace)
 			}
 			if f := strings.Fields(cj.Spec.Schedule); len(f) != 5 {
 				t.Errorf("schedule %q is not five cron fields", cj.Spec.Schedule)
@@ -163,29 +63,20 @@ func TestCronJobExamples(t *testing.T) {
 			if pod.RestartPolicy != "Never" {
 				t.Errorf("restartPolicy %q, want Never", pod.RestartPolicy)
 			}
-			if !pod.SecurityContext.RunAsNonRoot || pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
-				t.Error("the pod runs as root or mounts a service account token it does not need")
-			}
+			kubeobjects.CheckPod(t, &pod, o)
 			if len(pod.Containers) != 1 {
 				t.Fatalf("%d containers, want 1", len(pod.Containers))
 			}
 			ctr := pod.Containers[0]
-			if len(k.Images) != 1 || k.Images[0].Name != ctr.Image || k.Images[0].NewTag == "" {
-				t.Errorf("kustomization images %+v do not set the container's image %q", k.Images, ctr.Image)
+			if !strings.HasPrefix(ctr.Image, "etcd-monitor:") || strings.HasSuffix(ctr.Image, ":latest") {
+				t.Errorf("image %q, want etcd-monitor:<version> (kustomization images)", ctr.Image)
 			}
-			if !ctr.SecurityContext.ReadOnlyRootFilesystem || !slices.Contains(ctr.SecurityContext.Capabilities.Drop, "ALL") {
-				t.Error("the container's root file system is writable or it keeps capabilities")
+			if !slices.Equal(ctr.Args[:min(len(command), len(ctr.Args))], command) {
+				t.Fatalf("args %q do not start with the command %q", ctr.Args, command)
 			}
-			if !slices.Equal(ctr.Args[:min(len(c.command), len(ctr.Args))], c.command) {
-				t.Fatalf("args %q do not start with the command %q", ctr.Args, c.command)
-			}
-			flagArgs := ctr.Args[len(c.command):]
-			assertCommandFlags(t, c.command, flagArgs)
-			flags := map[string]string{}
-			for _, a := range flagArgs {
-				name, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-				flags[name] = v
-			}
+			flagArgs := ctr.Args[len(command):]
+			kubeobjects.AssertFlags(t, "etcd-monitor "+strings.Join(command, " "), flagArgs, commandFlags(t, command))
+			flags := kubeobjects.Args(flagArgs)
 			if flags["cluster"] != clusterLabel || clusterLabel == "" {
 				t.Errorf("--cluster=%q, but the ServiceMonitor labels the exporter's series cluster=%q", flags["cluster"], clusterLabel)
 			}
@@ -199,27 +90,27 @@ func TestCronJobExamples(t *testing.T) {
 				if err != nil {
 					t.Fatalf("--timeout=%s: %v", to, err)
 				}
-				if time.Duration(job.ActiveDeadlineSeconds)*time.Second <= d {
-					t.Errorf("activeDeadlineSeconds %d does not outlast --timeout=%s", job.ActiveDeadlineSeconds, to)
+				if job.ActiveDeadlineSeconds == nil || time.Duration(*job.ActiveDeadlineSeconds)*time.Second <= d {
+					t.Errorf("activeDeadlineSeconds %v does not outlast --timeout=%s", job.ActiveDeadlineSeconds, to)
 				}
 			}
-			if !c.mounts {
+			dir, writes := flags["dir"]
+			if !writes {
 				return
 			}
-			dir := flags["dir"]
 			mounted := false
 			for _, vm := range ctr.VolumeMounts {
 				if vm.MountPath != dir || vm.ReadOnly {
 					continue
 				}
 				for _, v := range pod.Volumes {
-					if v.Name == vm.Name && v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == pvc.Metadata.Name {
+					if v.Name == vm.Name && v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == pvc.Name {
 						mounted = true
 					}
 				}
 			}
 			if !mounted {
-				t.Errorf("--dir=%s is not a writable mount of claim %s", dir, pvc.Metadata.Name)
+				t.Errorf("--dir=%s is not a writable mount of claim %s", dir, pvc.Name)
 			}
 			if pod.SecurityContext.FSGroup == nil {
 				t.Error("no fsGroup: the non-root container cannot write into a fresh claim")
@@ -228,26 +119,16 @@ func TestCronJobExamples(t *testing.T) {
 	}
 }
 
-var commandFlags = map[string]map[string]bool{}
+var commandFlagCache = map[string]map[string]bool{}
 
-// assertCommandFlags: every argument is a --flag=value that `etcd-monitor <command>`, built from
-// this checkout, accepts.
-func assertCommandFlags(t *testing.T, command, args []string) {
+// commandFlags are the flags `etcd-monitor <command>`, built from this checkout, accepts.
+func commandFlags(t *testing.T, command []string) map[string]bool {
 	t.Helper()
 	key := strings.Join(command, " ")
-	known, ok := commandFlags[key]
+	known, ok := commandFlagCache[key]
 	if !ok {
 		known = cliflags.Built(t, filepath.Join("..", ".."), append(slices.Clone(command), "--help")...)
-		commandFlags[key] = known
+		commandFlagCache[key] = known
 	}
-	for _, a := range args {
-		if !strings.HasPrefix(a, "--") || !strings.Contains(a, "=") {
-			t.Errorf("argument %q is not a --flag=value", a)
-			continue
-		}
-		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if !known[name] {
-			t.Errorf("etcd-monitor %s has no flag --%s", key, name)
-		}
-	}
+	return known
 }
