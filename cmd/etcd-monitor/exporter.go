@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	probeKey := cmd.Flag("probe.key", "Key the latency probes read (never written).").Default(snapshot.DefaultProbeKey).String()
 	etcd := addEtcdFlags(cmd)
 	backupDirs := cmd.Flag("backup.dir", "Directory, or glob, of snapshot files whose freshness the backup collector reports (repeatable; see docs/backup.md).").Strings()
+	fleet := addFleetFlags(cmd) // fleet.go: --config.file
 
 	enabled := map[string]*bool{}
 	for _, c := range collector.Available() {
@@ -45,10 +47,6 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	}
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
-		conn, err := etcd.config()
-		if err != nil {
-			return err
-		}
 		if *timeout <= 0 {
 			return errors.New("--scrape.timeout must be positive")
 		}
@@ -67,6 +65,15 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			if *on {
 				names = append(names, name)
 			}
+		}
+		if fleet.configFile != "" {
+			slices.Sort(names)
+			return fleet.run(ctx, logger, fleetConfig{webCfg: webCfg, metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
+				maxRequests: *maxRequests, collectors: names, backupDirs: *backupDirs})
+		}
+		conn, err := etcd.config()
+		if err != nil {
+			return err
 		}
 		taker, err := snapshot.NewTaker(conn, snapshot.WithLogger(logger), snapshot.WithProbeKey(*probeKey))
 		if err != nil {
