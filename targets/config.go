@@ -123,7 +123,7 @@ func Parse(b []byte) (*Config, error) {
 		return nil, errors.New("more than one YAML document")
 	}
 	if len(c.Clusters) == 0 {
-		return nil, errors.New("no clusters: want at least one under clusters:")
+		return nil, errors.New("no clusters: want at least one entry under clusters")
 	}
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {

@@ -185,7 +185,7 @@ func (s *fleetServer) handler(metricsPath string, maxRequests int) (_ http.Handl
 	})
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        appName,
-		Description: "Prometheus exporter for the etcd clusters of " + "--config.file",
+		Description: "Prometheus exporter for the etcd clusters of its --config.file",
 		Version:     version.Info(),
 		Links: []web.LandingLinks{
 			{Address: metricsPath, Text: "Exporter metrics", Description: "the exporter's own metrics (reloads, probes per cluster)"},
