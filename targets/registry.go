@@ -21,6 +21,8 @@ type Target struct {
 	Name     string
 	Taker    *snapshot.Taker
 	Exporter *collector.Exporter
+	// Status shares the in-flight snapshots of the status API and check (Options.StatusNeeds).
+	Status *snapshot.Shared
 
 	cluster Cluster
 	probes  *atomic.Uint64 // shared by every Target of this name, so a rebuild keeps the count
@@ -67,12 +69,19 @@ func (t *Target) retire() {
 // settings are the exporter's flags, the same for every cluster.
 type NewExporter func(collector.Taker) (*collector.Exporter, error)
 
+// Options are what every cluster's Target is built with.
+type Options struct {
+	NewExporter NewExporter
+	// StatusNeeds is what Target.Status asks each member for (clusterapi.Needs).
+	StatusNeeds snapshot.Needs
+	Logger      *slog.Logger
+}
+
 // Registry maps cluster names to Targets and swaps the whole map at a reload. It is safe for
 // concurrent use.
 type Registry struct {
-	path        string
-	newExporter NewExporter
-	logger      *slog.Logger
+	path string
+	o    Options
 
 	reloadMu sync.Mutex // one reload at a time
 
@@ -89,12 +98,15 @@ type Registry struct {
 
 // New loads the config file at path and builds a Target per cluster. An error (the file, a
 // cluster's files, a collector) is for start-up to report and exit on.
-func New(path string, newExporter NewExporter, logger *slog.Logger) (*Registry, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+func New(path string, o Options) (*Registry, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.NewExporter == nil {
+		o.NewExporter = func(tk collector.Taker) (*collector.Exporter, error) { return collector.New(tk, nil) }
 	}
 	r := &Registry{
-		path: path, newExporter: newExporter, logger: logger,
+		path: path, o: o,
 		targets: map[string]*Target{},
 		probes:  map[string]*atomic.Uint64{},
 		successDesc: prometheus.NewDesc("etcd_monitor_config_last_reload_successful",
@@ -199,21 +211,24 @@ func (r *Registry) reload() error {
 	slices.Sort(added)
 	slices.Sort(removed)
 	slices.Sort(changed)
-	r.logger.Info("configuration loaded", "file", r.path, "clusters", len(next), "added", added, "removed", removed, "changed", changed)
+	r.o.Logger.Info("configuration loaded", "file", r.path, "clusters", len(next), "added", added, "removed", removed, "changed", changed)
 	return nil
 }
 
 func (r *Registry) build(c Cluster) (*Target, error) {
-	taker, err := snapshot.NewTaker(c.Conn(), snapshot.WithLogger(r.logger.With("cluster", c.Name)), snapshot.WithProbeKey(c.probeKey()))
+	taker, err := snapshot.NewTaker(c.Conn(), snapshot.WithLogger(r.o.Logger.With("cluster", c.Name)), snapshot.WithProbeKey(c.probeKey()))
 	if err != nil {
 		return nil, err
 	}
-	exp, err := r.newExporter(taker)
+	exp, err := r.o.NewExporter(taker)
 	if err != nil {
 		taker.Close()
 		return nil, err
 	}
-	return &Target{Name: c.Name, Taker: taker, Exporter: exp, cluster: c, probes: new(atomic.Uint64)}, nil
+	return &Target{
+		Name: c.Name, Taker: taker, Exporter: exp, Status: snapshot.NewShared(taker.Take, r.o.StatusNeeds),
+		cluster: c, probes: new(atomic.Uint64),
+	}, nil
 }
 
 // Acquire returns the Target of a cluster and a release function the caller must call once done

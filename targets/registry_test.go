@@ -52,7 +52,7 @@ func TestReloadAddsRemovesAndRebuilds(t *testing.T) {
 	fa, fb := newForwarder(t, ep), newForwarder(t, ep)
 	path := filepath.Join(t.TempDir(), "c.yml")
 	writeClusters(t, path, [2]string{"a", fa.addr()}, [2]string{"b", fb.addr()})
-	r, err := New(path, defaultExporter, nil)
+	r, err := New(path, Options{NewExporter: defaultExporter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestBadReloadKeepsTheConfiguration(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	path := filepath.Join(t.TempDir(), "c.yml")
 	writeClusters(t, path, [2]string{"a", c.Endpoints()[0]})
-	r, err := New(path, defaultExporter, nil)
+	r, err := New(path, Options{NewExporter: defaultExporter})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func (f *fleetFlags) run(ctx context.Context, logger *slog.Logger, c fleetConfig
 	newExporter := func(tk collector.Taker) (*collector.Exporter, error) {
 		return collector.New(tk, c.collectors, collector.WithLogger(logger), collector.WithBackupDirs(c.backupDirs))
 	}
-	reg, err := targets.New(f.configFile, newExporter, logger)
+	reg, err := targets.New(f.configFile, targets.Options{NewExporter: newExporter, StatusNeeds: clusterapi.Needs, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -180,9 +180,7 @@ func (s *fleetServer) handler(metricsPath string, maxRequests int) (_ http.Handl
 		}
 		text(w, http.StatusOK, "OK")
 	})
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
-		text(w, http.StatusNotFound, "the status API serves a single cluster: it is not available with --config.file")
-	})
+	mux.HandleFunc("/api/", s.api)
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        appName,
 		Description: "Prometheus exporter for the etcd clusters of its --config.file",
@@ -190,6 +188,7 @@ func (s *fleetServer) handler(metricsPath string, maxRequests int) (_ http.Handl
 		Links: []web.LandingLinks{
 			{Address: metricsPath, Text: "Exporter metrics", Description: "the exporter's own metrics (reloads, probes per cluster)"},
 			{Address: pathSD, Text: "Targets", Description: "every configured cluster, in Prometheus' HTTP service discovery format"},
+			{Address: pathClusters, Text: "Clusters", Description: "every configured cluster with its verdict (JSON); the status API's other paths take ?cluster=NAME"},
 		},
 		Profiling: "false",
 	})

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-monitor/etcd-monitor/collector"
+	"github.com/etcd-monitor/etcd-monitor/clusterapi"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/targets"
 )
@@ -39,8 +39,7 @@ func fleetFile(t *testing.T, path string, clusters ...string) {
 // testFleet serves config-file mode over the file at path (3 s deadline without a header).
 func testFleet(t *testing.T, path string, lifecycle bool) *httptest.Server {
 	t.Helper()
-	newExp := func(tk collector.Taker) (*collector.Exporter, error) { return collector.New(tk, nil) }
-	reg, err := targets.New(path, newExp, nil)
+	reg, err := targets.New(path, targets.Options{StatusNeeds: clusterapi.Needs})
 	if err != nil {
 		t.Fatal(err)
 	}
