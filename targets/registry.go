@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -211,7 +212,12 @@ func (r *Registry) reload() error {
 	slices.Sort(added)
 	slices.Sort(removed)
 	slices.Sort(changed)
-	r.o.Logger.Info("configuration loaded", "file", r.path, "clusters", len(next), "added", added, "removed", removed, "changed", changed)
+	// The first load is the start-up's, which its caller reports.
+	level := slog.LevelInfo
+	if len(old) == 0 {
+		level = slog.LevelDebug
+	}
+	r.o.Logger.Log(context.Background(), level, "configuration loaded", "file", r.path, "clusters", len(next), "added", added, "removed", removed, "changed", changed)
 	return nil
 }
 

@@ -42,6 +42,7 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 	ef := addEtcdFlags(cmd)
 	timeout := cmd.Flag("timeout", "Deadline for the whole check.").Default("5s").Duration()
 	output := cmd.Flag("output", "Report format: text or json.").Default("text").Enum("text", "json")
+	fleet := addCheckFleetFlags(cmd) // checkfleet.go: --config.file, --cluster
 	usageErrorHandlers[cmd.FullCommand()] = func(err error) int { return checkUnknown(os.Stdout, "text", err) }
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
@@ -49,6 +50,21 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 		unknown := func(err error) error { return checkResult{code: checkUnknown(os.Stdout, *output, err)} }
 		if *timeout <= 0 {
 			return unknown(fmt.Errorf("--timeout must be positive, got %s", *timeout))
+		}
+		if err := fleet.validate(); err != nil {
+			return unknown(err)
+		}
+		if fleet.configFile != "" {
+			ctx, cancel := context.WithTimeout(ctx, *timeout)
+			defer cancel()
+			res, err := fleet.run(ctx, logger, *output)
+			if err != nil {
+				return unknown(err)
+			}
+			if res.code == 0 {
+				return nil
+			}
+			return res
 		}
 		conn, err := ef.config()
 		if err != nil {
