@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -79,5 +80,58 @@ func TestFleetStatusAPI(t *testing.T) {
 	}
 	if code, _ := request(t, http.MethodGet, srv.URL+"/api/v1/nope?cluster=good"); code != 404 {
 		t.Errorf("unknown path: %d", code)
+	}
+}
+
+// /api/v1/clusters takes at most fleetSnapshots snapshots at once. Every cluster is reached
+// through a frozen forwarder, so each snapshot holds its member list call until the deadline:
+// the clusters whose turn comes after it never send a call.
+func TestFleetStatusIsBounded(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ep := strings.TrimPrefix(c.Endpoints()[0], "http://")
+	path := filepath.Join(t.TempDir(), "fleet.yml")
+	var freezers []*freezer
+	var clusters []string
+	for i := range fleetSnapshots + 3 {
+		f := startFreezer(t, ep)
+		freezers = append(freezers, f)
+		clusters = append(clusters, fmt.Sprintf("c%02d=%s", i, f.addr()))
+	}
+	fleetFile(t, path, clusters...)
+	srv := testFleet(t, path, false)
+	// Every cluster once, so that each keeps a connection through its forwarder.
+	if code, body := request(t, http.MethodGet, srv.URL+"/api/v1/clusters"); code != 200 || strings.Contains(body, `"up": false`) {
+		t.Fatalf("before the freeze: %d\n%s", code, body)
+	}
+	for _, f := range freezers {
+		f.freeze()
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/clusters", nil)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Data []FleetCluster `json:"data"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil || len(list.Data) != len(freezers) {
+		t.Fatalf("frozen: %v %+v", err, list)
+	}
+	for _, fc := range list.Data {
+		if fc.Up {
+			t.Errorf("%s up through a frozen forwarder", fc.Name)
+		}
+	}
+	reached := 0
+	for _, f := range freezers {
+		if len(f.held) > 0 {
+			reached++
+		}
+	}
+	if reached != fleetSnapshots {
+		t.Errorf("%d clusters asked at once, want %d (fleetSnapshots)", reached, fleetSnapshots)
 	}
 }
