@@ -71,6 +71,9 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return fleet.run(ctx, logger, fleetConfig{webCfg: webCfg, metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
 				maxRequests: *maxRequests, collectors: names, backupDirs: *backupDirs})
 		}
+		if fleet.lifecycle {
+			return errors.New("--web.enable-lifecycle needs --config.file: it serves POST /-/reload, which reloads that file")
+		}
 		conn, err := etcd.config()
 		if err != nil {
 			return err

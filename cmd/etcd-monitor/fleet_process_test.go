@@ -34,6 +34,7 @@ func TestConfigFileBadInputExitsOne(t *testing.T) {
 		"with --etcd.endpoints":    {[]string{"--config.file=" + good, "--etcd.endpoints=127.0.0.1:2379"}, "--etcd.endpoints cannot be used with --config.file"},
 		"with --probe.key":         {[]string{"--config.file=" + good, "--probe.key=x"}, "--probe.key cannot be used with --config.file"},
 		"telemetry path /probe":    {[]string{"--config.file=" + good, "--web.telemetry-path=/probe"}, "/probe"},
+		"lifecycle without file":   {[]string{"--web.enable-lifecycle"}, "--web.enable-lifecycle needs --config.file"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, stdout, stderr := runBinary(t, tc.args...)
