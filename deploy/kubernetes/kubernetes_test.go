@@ -139,7 +139,7 @@ func decode(t *testing.T, file string, v any) {
 // TestManifestsParse: every YAML file here is one Kubernetes object (or kustomization) with a
 // kind, apiVersion and name, and the kustomizations list exactly the files beside them.
 func TestManifestsParse(t *testing.T) {
-	for _, dir := range []string{".", "kubeadm"} {
+	for _, dir := range []string{".", "kubeadm", "fleet"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 		if err != nil {
 			t.Fatal(err)
