@@ -150,7 +150,7 @@ func run(exporter, etcdBin, ks string, interval time.Duration, rounds, separate 
 		}
 		r, err := measure(ps, exporter, work, eps, interval, rounds)
 		if err != nil {
-			return fmt.Errorf("K=%d: %w", k, err)
+			return fmt.Errorf("measuring K=%d: %w", k, err)
 		}
 		r.label = "1 shared member"
 		results = append(results, r)
