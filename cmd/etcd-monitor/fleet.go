@@ -181,7 +181,7 @@ func (s *fleetServer) handler(metricsPath string, maxRequests int) (_ http.Handl
 		text(w, http.StatusOK, "OK")
 	})
 	mux.HandleFunc("/api/", s.api)
-	landing, err := web.NewLandingPage(web.LandingConfig{
+	landing, err := web.NewLandingPage(clusterapi.FleetLanding(web.LandingConfig{
 		Name:        appName,
 		Description: "Prometheus exporter for the etcd clusters of its --config.file",
 		Version:     version.Info(),
@@ -191,7 +191,7 @@ func (s *fleetServer) handler(metricsPath string, maxRequests int) (_ http.Handl
 			{Address: pathClusters, Text: "Clusters", Description: "every configured cluster with its verdict (JSON); the status API's other paths take ?cluster=NAME"},
 		},
 		Profiling: "false",
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
