@@ -68,8 +68,9 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		}
 		if fleet.configFile != "" {
 			slices.Sort(names)
+			// The same collector options as below, applied to every cluster of the file.
 			return fleet.run(ctx, logger, fleetConfig{webCfg: webCfg, metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
-				maxRequests: *maxRequests, collectors: names, backupDirs: *backupDirs})
+				maxRequests: *maxRequests, collectors: names, collectorOptions: []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs)}})
 		}
 		if fleet.lifecycle {
 			return errors.New("--web.enable-lifecycle needs --config.file: it serves POST /-/reload, which reloads that file")

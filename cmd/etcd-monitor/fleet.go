@@ -72,7 +72,8 @@ type fleetConfig struct {
 	timeout, offset time.Duration
 	maxRequests     int
 	collectors      []string
-	backupDirs      []string
+	// collectorOptions are flags mode's collector.New options (logger, --backup.dir, ...).
+	collectorOptions []collector.Option
 }
 
 // run serves config-file mode until ctx is done. Every error before serving is for start-up to
@@ -87,7 +88,7 @@ func (f *fleetFlags) run(ctx context.Context, logger *slog.Logger, c fleetConfig
 		return fmt.Errorf("--web.telemetry-path %q is where --config.file mode serves %s", c.metricsPath, c.metricsPath)
 	}
 	newExporter := func(tk collector.Taker) (*collector.Exporter, error) {
-		return collector.New(tk, c.collectors, collector.WithLogger(logger), collector.WithBackupDirs(c.backupDirs))
+		return collector.New(tk, c.collectors, c.collectorOptions...)
 	}
 	reg, err := targets.New(f.configFile, targets.Options{NewExporter: newExporter, StatusNeeds: clusterapi.Needs, Logger: logger})
 	if err != nil {
