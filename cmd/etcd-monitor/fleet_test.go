@@ -39,13 +39,19 @@ func fleetFile(t *testing.T, path string, clusters ...string) {
 // testFleet serves config-file mode over the file at path (3 s deadline without a header).
 func testFleet(t *testing.T, path string, lifecycle bool) *httptest.Server {
 	t.Helper()
+	return testFleetLimited(t, path, lifecycle, 40)
+}
+
+// testFleetLimited is testFleet with --web.max-requests=maxRequests.
+func testFleetLimited(t *testing.T, path string, lifecycle bool, maxRequests int) *httptest.Server {
+	t.Helper()
 	reg, err := targets.New(path, targets.Options{StatusNeeds: clusterapi.Needs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(reg.Close)
 	fs := &fleetServer{reg: reg, lifecycle: lifecycle, timeout: 3 * time.Second, offset: 500 * time.Millisecond, logger: slog.New(slog.DiscardHandler)}
-	h, err := fs.handler("/metrics", 40)
+	h, err := fs.handler("/metrics", maxRequests)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,5 +296,32 @@ func TestReloadEndpoint(t *testing.T) {
 	}
 	if code, _ := request(t, http.MethodGet, on.URL+"/probe?cluster=a"); code != 200 {
 		t.Errorf("a, configured before the failed reload: %d", code)
+	}
+}
+
+// --web.max-requests bounds the probes in flight, across clusters; /metrics is not limited.
+func TestProbeMaxRequests(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	frozen := startFreezer(t, strings.TrimPrefix(c.Endpoints()[0], "http://"))
+	path := filepath.Join(t.TempDir(), "fleet.yml")
+	fleetFile(t, path, "frozen="+frozen.addr(), "other="+c.Endpoints()[0])
+	srv := testFleetLimited(t, path, false, 1)
+	if code, _ := request(t, http.MethodGet, srv.URL+"/probe?cluster=frozen"); code != 200 {
+		t.Fatalf("probe before the freeze: %d", code)
+	}
+	frozen.freeze()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { request(t, http.MethodGet, srv.URL+"/probe?cluster=frozen") })
+	select {
+	case <-frozen.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the probe never reached the frozen member")
+	}
+	if code, body := request(t, http.MethodGet, srv.URL+"/probe?cluster=other"); code != http.StatusServiceUnavailable || !strings.Contains(body, "--web.max-requests") {
+		t.Errorf("second probe while one is in flight: %d %s, want 503", code, body)
+	}
+	if code, _ := request(t, http.MethodGet, srv.URL+"/metrics"); code != 200 {
+		t.Errorf("/metrics while a probe is in flight: %d", code)
 	}
 }
