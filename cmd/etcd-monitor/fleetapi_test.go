@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -99,16 +100,25 @@ func TestFleetStatusIsBounded(t *testing.T) {
 	}
 	fleetFile(t, path, clusters...)
 	srv := testFleet(t, path, false)
-	// Every cluster once, so that each keeps a connection through its forwarder.
-	if code, body := request(t, http.MethodGet, srv.URL+"/api/v1/clusters"); code != 200 || strings.Contains(body, `"up": false`) {
-		t.Fatalf("before the freeze: %d\n%s", code, body)
+	// Every cluster once, so that each keeps a connection through its forwarder; a generous
+	// deadline, since 11 snapshots share a busy machine.
+	warm, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/clusters", nil)
+	warm.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "20")
+	resp, err := http.DefaultClient.Do(warm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(body), `"up": false`) {
+		t.Fatalf("before the freeze: %d\n%s", resp.StatusCode, body)
 	}
 	for _, f := range freezers {
 		f.freeze()
 	}
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/clusters", nil)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "2")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
