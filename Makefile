@@ -7,7 +7,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 export ETCD_MONITOR_BIN := $(BIN)/etcd-monitor
 
-.PHONY: all build test unit-test e2e-test fuzz lint tools mixin bench bench-compare scrape-compare demo demo-stop
+.PHONY: all build test unit-test e2e-test fuzz lint tools mixin bench bench-compare scrape-compare fleet-bench demo demo-stop
 
 all: build
 
@@ -67,6 +67,11 @@ bench-compare: tools build
 
 scrape-compare: tools build
 	./scripts/compare-scrape.sh
+
+# One exporter over K configured clusters (docs/fleet.md#cost-per-cluster): per-probe latency,
+# RSS, goroutines, fds and CPU per probe for each K.
+fleet-bench: tools build
+	$(GO) run ./scripts/fleetbench -exporter $(BIN)/etcd-monitor -etcd $(BIN)/etcd -interval 5s -rounds 5
 
 # The local demo (docs/demo.md): etcd x3, etcd-monitor, Prometheus, Alertmanager, Pushgateway and
 # a benchmark run on 127.0.0.1, state in .demo/ (DEMO_DIR), ports shifted by DEMO_PORT_OFFSET;

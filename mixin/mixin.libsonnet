@@ -9,4 +9,5 @@
 (import 'dashboards/overview.libsonnet') +
 (import 'dashboards/member.libsonnet') +
 (import 'dashboards/internals.libsonnet') +
-(import 'dashboards/benchmarks.libsonnet')
+(import 'dashboards/benchmarks.libsonnet') +
+(import 'dashboards/fleet.libsonnet')

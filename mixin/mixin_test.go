@@ -238,6 +238,7 @@ type grafanaDashboard struct {
 			Name       string          `json:"name"`
 			Type       string          `json:"type"`
 			Query      json.RawMessage `json:"query"`
+			Multi      bool            `json:"multi"`
 			Datasource *struct {
 				UID string `json:"uid"`
 			} `json:"datasource"`
@@ -298,8 +299,13 @@ func TestDashboards(t *testing.T) {
 		}
 		uids[d.UID] = name
 		vars := map[string]string{}
+		// A dashboard over many clusters (etcd / Fleet) selects them with a regex.
+		scope := `cluster="$cluster"`
 		for _, v := range d.Templating.List {
 			vars[v.Name] = v.Type
+			if v.Name == "cluster" && v.Multi {
+				scope = `cluster=~"$cluster"`
+			}
 			if v.Datasource != nil && v.Datasource.UID != "${datasource}" {
 				t.Errorf("%s: variable %s uses datasource %q", name, v.Name, v.Datasource.UID)
 			}
@@ -334,7 +340,7 @@ func TestDashboards(t *testing.T) {
 				t.Errorf("%s: panel %q has no query", name, p.Title)
 			}
 			for _, tg := range p.Targets {
-				if !strings.Contains(tg.Expr, `cluster="$cluster"`) {
+				if !strings.Contains(tg.Expr, scope) {
 					t.Errorf("%s: panel %q query does not use the cluster variable: %s", name, p.Title, tg.Expr)
 				}
 				if tg.Datasource == nil || tg.Datasource.UID != "${datasource}" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,6 +49,7 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 	timeout := cmd.Flag("timeout", "Deadline for the whole check.").Default("5s").Duration()
 	output := cmd.Flag("output", "Report format: text or json.").Default("text").Enum("text", "json")
 	compare := cmd.Flag("consistency", "Also compare the members' HashKV at one revision (within --timeout): a member whose data differs is degraded. HashKV reads each member's whole keyspace and holds its writes while it runs (docs/consistency.md).").Bool()
+	fleet := addCheckFleetFlags(cmd) // checkfleet.go: --config.file, --cluster
 	usageErrorHandlers[cmd.FullCommand()] = func(err error) int { return checkUnknown(os.Stdout, "text", err) }
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
@@ -55,6 +57,24 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 		unknown := func(err error) error { return checkResult{code: checkUnknown(os.Stdout, *output, err)} }
 		if *timeout <= 0 {
 			return unknown(fmt.Errorf("--timeout must be positive, got %s", *timeout))
+		}
+		if err := fleet.validate(); err != nil {
+			return unknown(err)
+		}
+		if fleet.configFile != "" {
+			if *compare {
+				return unknown(errors.New("--consistency is not supported with --config.file yet"))
+			}
+			ctx, cancel := context.WithTimeout(ctx, *timeout)
+			defer cancel()
+			res, err := fleet.run(ctx, logger, *output)
+			if err != nil {
+				return unknown(err)
+			}
+			if res.code == 0 {
+				return nil
+			}
+			return res
 		}
 		conn, err := ef.config()
 		if err != nil {

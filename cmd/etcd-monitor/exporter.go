@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	backupDirs := cmd.Flag("backup.dir", "Directory, or glob, of snapshot files whose freshness the backup collector reports (repeatable; see docs/backup.md).").Strings()
 	consistencyInterval := cmd.Flag("consistency.interval", "Least time between two comparisons of the members' HashKV by the consistency collector (see docs/consistency.md).").Default(collector.DefaultConsistencyInterval.String()).Duration()
 	consistencyTimeout := cmd.Flag("consistency.timeout", "Deadline of one comparison of the members' HashKV; a scrape waits for it until its own deadline.").Default(collector.DefaultConsistencyTimeout.String()).Duration()
+	fleet := addFleetFlags(cmd) // fleet.go: --config.file
 
 	enabled := map[string]*bool{}
 	// The certificates collector is on by default only when etcd is reached over TLS.
@@ -58,10 +60,6 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 	}
 
 	return cmd, func(ctx context.Context, logger *slog.Logger) error {
-		conn, err := etcd.config()
-		if err != nil {
-			return err
-		}
 		if *timeout <= 0 {
 			return errors.New("--scrape.timeout must be positive")
 		}
@@ -80,23 +78,39 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if err := certFlags.validate(); err != nil {
 			return err
 		}
+		consistency := collector.WithConsistency(*consistencyInterval, *consistencyTimeout)
+		if fleet.configFile != "" {
+			// The certificates collector reads each member's listeners with the exporter's own TLS
+			// files; config-file mode does not build a checker per cluster yet.
+			if on := enabled["certificates"]; on != nil && *on && certificatesSet {
+				return errors.New("--collector.certificates is not supported with --config.file yet")
+			}
+			if on := enabled["certificates"]; on != nil {
+				*on = false
+			}
+			names := enabledNames(enabled)
+			slices.Sort(names)
+			// The same collector options as below, applied to every cluster of the file.
+			return fleet.run(ctx, logger, fleetConfig{webCfg: webCfg, metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
+				maxRequests: *maxRequests, collectors: names, collectorOptions: []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs), consistency}})
+		}
+		if fleet.lifecycle {
+			return errors.New("--web.enable-lifecycle needs --config.file: it serves POST /-/reload, which reloads that file")
+		}
+		conn, err := etcd.config()
+		if err != nil {
+			return err
+		}
 		if on := enabled["certificates"]; on != nil && !certificatesSet {
 			*on = conn.UsesTLS()
 		}
-		// Not nil even when every collector is switched off: nil asks for the default set.
-		names := []string{}
-		for name, on := range enabled {
-			if *on {
-				names = append(names, name)
-			}
-		}
+		names := enabledNames(enabled)
 		taker, err := snapshot.NewTaker(conn, snapshot.WithLogger(logger), snapshot.WithProbeKey(*probeKey))
 		if err != nil {
 			return err
 		}
 		defer taker.Close()
-		opts := []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs),
-			collector.WithConsistency(*consistencyInterval, *consistencyTimeout)}
+		opts := []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs), consistency}
 		var checker *certcheck.Checker
 		if on := enabled["certificates"]; on != nil && *on {
 			if checker, err = certFlags.checker(conn); err != nil {
@@ -144,6 +158,18 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 			return nil
 		}
 	}
+}
+
+// enabledNames lists the collectors switched on; not nil even when every collector is switched
+// off, since nil asks collector.New for the default set.
+func enabledNames(enabled map[string]*bool) []string {
+	names := []string{}
+	for name, on := range enabled {
+		if *on {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // exporterHandlerConfig is what the exporter's HTTP handler is built from.

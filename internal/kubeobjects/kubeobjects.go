@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -30,6 +31,23 @@ type Objects struct {
 	CronJobs        []*batchv1.CronJob
 	ServiceMonitors []*monitoringv1.ServiceMonitor
 	PrometheusRules []*monitoringv1.PrometheusRule
+	ScrapeConfigs   []*ScrapeConfig
+}
+
+// ScrapeConfig is the part of prometheus-operator's monitoring.coreos.com/v1alpha1 ScrapeConfig
+// that the manifests use, decoded as strictly as the upstream types (any other field is refused).
+// Its upstream Go type imports k8s.io/apiextensions-apiserver, whose requirements would move
+// go.etcd.io/raft past the version etcd 3.6.16, embedded by the unit tests, is built with.
+type ScrapeConfig struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		JobName       *string `json:"jobName,omitempty"`
+		HTTPSDConfigs []struct {
+			URL             string `json:"url"`
+			RefreshInterval string `json:"refreshInterval,omitempty"`
+		} `json:"httpSDConfigs,omitempty"`
+	} `json:"spec"`
 }
 
 // separator is a YAML document marker line: `---` alone or followed by a space (a comment).
@@ -93,6 +111,8 @@ func Decode(stream []byte) (*Objects, error) {
 			objs.ServiceMonitors, err = add(objs.ServiceMonitors, doc)
 		case "monitoring.coreos.com/v1 PrometheusRule":
 			objs.PrometheusRules, err = add(objs.PrometheusRules, doc)
+		case "monitoring.coreos.com/v1alpha1 ScrapeConfig":
+			objs.ScrapeConfigs, err = add(objs.ScrapeConfigs, doc)
 		default:
 			return nil, fmt.Errorf("%s: a kind this decoder does not know", where)
 		}
@@ -114,7 +134,7 @@ func add[T any](list []*T, doc []byte) ([]*T, error) {
 // Count is the number of objects of every kind.
 func (o *Objects) Count() int {
 	return len(o.Deployments) + len(o.Services) + len(o.Secrets) + len(o.ConfigMaps) + len(o.Claims) +
-		len(o.CronJobs) + len(o.ServiceMonitors) + len(o.PrometheusRules)
+		len(o.CronJobs) + len(o.ServiceMonitors) + len(o.PrometheusRules) + len(o.ScrapeConfigs)
 }
 
 // Run runs a rendering tool (kustomize, helm) in dir and returns its standard output; a failure
