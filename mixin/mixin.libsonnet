@@ -3,6 +3,7 @@
 // _config, prometheusAlerts, prometheusRules, grafanaDashboards.
 (import 'config.libsonnet') +
 (import 'alerts.libsonnet') +
+(import 'slo.libsonnet') +
 (import 'rules.libsonnet') +
 (import 'alertmanager.libsonnet') +
 (import 'dashboards/overview.libsonnet') +

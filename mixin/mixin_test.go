@@ -32,6 +32,7 @@ var expectedAlerts = []string{
 	"EtcdDatabaseHighFragmentation", "EtcdProbeLatencyHigh", "EtcdMixedVersions",
 	"EtcdHighNumberOfFailedProposals", "EtcdHighFsyncDurations", "EtcdHighCommitDurations",
 	"EtcdPeerRoundTripHigh", "EtcdHighNumberOfFailedGRPCRequests", "EtcdGRPCRequestsSlow",
+	"EtcdAvailabilityErrorBudgetBurn", "EtcdLatencyErrorBudgetBurn",
 }
 
 type ruleFile struct {
