@@ -7,6 +7,7 @@
 (import 'rules.libsonnet') +
 (import 'alertmanager.libsonnet') +
 (import 'dashboards/overview.libsonnet') +
+(import 'dashboards/slo.libsonnet') +
 (import 'dashboards/member.libsonnet') +
 (import 'dashboards/internals.libsonnet') +
 (import 'dashboards/benchmarks.libsonnet')

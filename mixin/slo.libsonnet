@@ -104,10 +104,11 @@ local util = import 'lib/util.libsonnet';
     },
   ],
 
-  // The period's ratio is the mean of the hourly ratios (720 points for 30 days instead of one per
-  // evaluation): the same figure for availability, and for latency as long as each hour holds
-  // about as many probes as the next.
-  local periodErrors(s) = 'avg_over_time(%s[%s:1h])' % [errorsRecord(s.name, '1h'), c.sloPeriod],
+  // The period's ratio is the mean of the 5-minute ratios, one every 5 minutes (8640 points for 30
+  // days, not one per evaluation): the same figure for availability, and for latency as long as each
+  // 5 minutes hold about as many probes as the next. Until the first 5-minute step has a ratio, all
+  // the data there is lies within the last 5 minutes.
+  local periodErrors(s) = 'avg_over_time(%(r)s[%(p)s:5m])\nor on (%(cl)s)\n%(r)s\n' % { r: errorsRecord(s.name, '5m'), p: c.sloPeriod, cl: cl },
   local ratioRules = [
     { record: errorsRecord(s.name, w), expr: s.errors(w) }
     for s in slos
