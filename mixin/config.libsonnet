@@ -83,6 +83,15 @@
     grpcFailedCriticalPercent: 5,
     grpcFailedFor: '10m',
     grpcFailedCriticalFor: '5m',
+    // A method's requests per second on a member below which its failures do not alert (OpenShift's
+    // etcd alerts use 2).
+    grpcFailedMinRequestRate: 2,
+    // Codes that mean the server failed. Left out: FailedPrecondition (etcd refusing a request that
+    // cannot apply: unknown user or role, member already added, learner not ready, auth not enabled),
+    // and the client's own codes (Canceled, InvalidArgument, NotFound, AlreadyExists,
+    // PermissionDenied, Unauthenticated, OutOfRange for a compacted revision). DeadlineExceeded stays:
+    // a healthy member answers within any sane deadline.
+    grpcFailedCodes: ['Unknown', 'ResourceExhausted', 'Internal', 'Unavailable', 'DataLoss', 'DeadlineExceeded'],
     // Needs etcd's --metrics=extensive (grpc_server_handling_seconds); silent otherwise, and the
     // probe latency alert covers read latency on a default etcd.
     grpcSlowThresholdSeconds: 0.15,
