@@ -5,8 +5,10 @@
   _config+:: {
     // Selector for the series etcd-monitor exports (etcd_monitor_*).
     exporterSelector: 'job="etcd-monitor"',
-    // Selector for etcd's own /metrics, scraped from every member directly.
-    etcdSelector: 'job=~".*etcd.*"',
+    // Selector for etcd's own /metrics, scraped from every member directly. It leaves out
+    // etcd-monitor's own job, which the regex alone matches: the exporter's target down is not an
+    // etcd member down.
+    etcdSelector: 'job=~".*etcd.*", job!="etcd-monitor"',
     // The label that names an etcd cluster on every series. The scrape config sets it
     // (see docs/mixin.md); set it to 'job' when every cluster has its own scrape job.
     clusterLabel: 'cluster',

@@ -4,6 +4,7 @@
 (import 'config.libsonnet') +
 (import 'alerts.libsonnet') +
 (import 'slo.libsonnet') +
+(import 'native.libsonnet') +
 (import 'rules.libsonnet') +
 (import 'alertmanager.libsonnet') +
 (import 'dashboards/overview.libsonnet') +
