@@ -11,4 +11,6 @@
 (import 'dashboards/slo.libsonnet') +
 (import 'dashboards/member.libsonnet') +
 (import 'dashboards/internals.libsonnet') +
-(import 'dashboards/benchmarks.libsonnet')
+(import 'dashboards/benchmarks.libsonnet') +
+// Keep last: it filters what the files above add.
+(import 'profile.libsonnet')
