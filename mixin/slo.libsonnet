@@ -37,7 +37,8 @@ local util = import 'lib/util.libsonnet';
   local seconds(d) =
     local unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[d[std.length(d) - 1]];
     std.parseInt(std.substr(d, 0, std.length(d) - 1)) * unit,
-  local windows = std.set(std.flattenArrays([[b.long, b.short] for b in c.sloBurnRates]) + ['1h'], seconds),
+  // The alerts' windows, and those the period's ratio (5m) and the dashboard (5m, 1h, 1d) read.
+  local windows = std.set(std.flattenArrays([[b.long, b.short] for b in c.sloBurnRates]) + ['5m', '1h', '1d'], seconds),
   local errorsRecord(slo, w) = 'cluster:etcd_monitor_slo_%s_errors:ratio_%s' % [slo, w],
 
   local slos = [
