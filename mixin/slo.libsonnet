@@ -70,8 +70,9 @@ local util = import 'lib/util.libsonnet';
       // share and the best member's linearizable read share are combined with min (a read cannot
       // succeed without quorum, so they fail together). It counts only while the exporter's last
       // scrape succeeded (a failed or vanished scrape leaves etcd_monitor_up stale); otherwise, and
-      // when the exporter answers without these series, a cluster seen within sloMissingLookback
-      // records 0: missing data is never counted as good.
+      // when the exporter answers without these series, a cluster whose probe collector reported
+      // within sloMissingLookback records 0: missing data is never counted as good. An exporter
+      // run without the probe collector records nothing (no SLO rather than a permanent page).
       record: 'cluster:etcd_monitor_slo_availability_good:ratio',
       expr: |||
         (
@@ -86,7 +87,7 @@ local util = import 'lib/util.libsonnet';
         and on (%(cl)s)
         max by (%(cl)s) (etcd_monitor_up{%(exporterSelector)s})
         or on (%(cl)s)
-        max by (%(cl)s) (last_over_time(etcd_monitor_up{%(exporterSelector)s}[%(sloMissingLookback)s])) * 0
+        max by (%(cl)s) (last_over_time(etcd_monitor_scrape_collector_success{%(exporterSelector)s, collector="probe"}[%(sloMissingLookback)s])) * 0
       ||| % v,
     },
     {
