@@ -197,17 +197,19 @@ local util = import 'lib/util.libsonnet';
 
   // etcd's own /metrics, scraped from each member; corrected versions of etcd-io/etcd contrib/mixin.
   local etcdBy(extra) = util.by([c.clusterLabel, 'job', 'instance'] + extra),
+  // Only the codes of a server that failed (grpcFailedCodes), and only for a method called at least
+  // grpcFailedMinRequestRate times a second: a few failures of a rarely called method are noise.
   local grpcFailedExpr = |||
     100 * (
       sum by (%(by)s) (
-        rate(grpc_server_handled_total{%(etcdSelector)s, grpc_code=~"Unknown|FailedPrecondition|ResourceExhausted|Internal|Unavailable|DataLoss|DeadlineExceeded"}[%(rateWindow)s])
+        rate(grpc_server_handled_total{%(etcdSelector)s, grpc_code=~"%(grpcFailedCodes)s"}[%(rateWindow)s])
         unless
         rate(grpc_server_handled_total{%(etcdSelector)s, grpc_method="Watch", grpc_code=~"Unavailable|Canceled"}[%(rateWindow)s])
       )
       /
-      sum by (%(by)s) (rate(grpc_server_handled_total{%(etcdSelector)s}[%(rateWindow)s]))
+      (sum by (%(by)s) (rate(grpc_server_handled_total{%(etcdSelector)s}[%(rateWindow)s])) >= %(grpcFailedMinRequestRate)s)
     )
-  ||| % (c { by: etcdBy(['grpc_service', 'grpc_method']) }),
+  ||| % (c { by: etcdBy(['grpc_service', 'grpc_method']), grpcFailedCodes: std.join('|', c.grpcFailedCodes) }),
   local etcdAlerts = [
     alert(
       'EtcdHighNumberOfFailedProposals', 'warning', c.failedProposalsFor,

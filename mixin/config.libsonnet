@@ -5,8 +5,10 @@
   _config+:: {
     // Selector for the series etcd-monitor exports (etcd_monitor_*).
     exporterSelector: 'job="etcd-monitor"',
-    // Selector for etcd's own /metrics, scraped from every member directly.
-    etcdSelector: 'job=~".*etcd.*"',
+    // Selector for etcd's own /metrics, scraped from every member directly. It leaves out
+    // etcd-monitor's own job, which the regex alone matches: the exporter's target down is not an
+    // etcd member down.
+    etcdSelector: 'job=~".*etcd.*", job!="etcd-monitor"',
     // The label that names an etcd cluster on every series. The scrape config sets it
     // (see docs/mixin.md); set it to 'job' when every cluster has its own scrape job.
     clusterLabel: 'cluster',
@@ -114,6 +116,15 @@
     grpcFailedCriticalPercent: 5,
     grpcFailedFor: '10m',
     grpcFailedCriticalFor: '5m',
+    // A method's requests per second on a member below which its failures do not alert (OpenShift's
+    // etcd alerts use 2).
+    grpcFailedMinRequestRate: 2,
+    // Codes that mean the server failed. Left out: FailedPrecondition (etcd refusing a request that
+    // cannot apply: unknown user or role, member already added, learner not ready, auth not enabled),
+    // and the client's own codes (Canceled, InvalidArgument, NotFound, AlreadyExists,
+    // PermissionDenied, Unauthenticated, OutOfRange for a compacted revision). DeadlineExceeded stays:
+    // a healthy member answers within any sane deadline.
+    grpcFailedCodes: ['Unknown', 'ResourceExhausted', 'Internal', 'Unavailable', 'DataLoss', 'DeadlineExceeded'],
     // Needs etcd's --metrics=extensive (grpc_server_handling_seconds); silent otherwise, and the
     // probe latency alert covers read latency on a default etcd.
     grpcSlowThresholdSeconds: 0.15,

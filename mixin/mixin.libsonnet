@@ -4,10 +4,15 @@
 (import 'config.libsonnet') +
 (import 'alerts.libsonnet') +
 (import 'alerts_backup.libsonnet') +
+(import 'slo.libsonnet') +
+(import 'native.libsonnet') +
 (import 'rules.libsonnet') +
 (import 'alertmanager.libsonnet') +
 (import 'dashboards/overview.libsonnet') +
+(import 'dashboards/slo.libsonnet') +
 (import 'dashboards/member.libsonnet') +
 (import 'dashboards/internals.libsonnet') +
 (import 'dashboards/benchmarks.libsonnet') +
-(import 'dashboards/fleet.libsonnet')
+(import 'dashboards/fleet.libsonnet') +
+// Keep last: it filters what the files above add.
+(import 'profile.libsonnet')

@@ -34,6 +34,7 @@ var expectedAlerts = []string{
 	"EtcdPeerRoundTripHigh", "EtcdHighNumberOfFailedGRPCRequests", "EtcdGRPCRequestsSlow",
 	"EtcdCertificateExpiringSoon", "EtcdCertificateExpired", "EtcdCertificateNotVerified", "EtcdCertificateCheckFailing",
 	"EtcdDataInconsistent", "EtcdConsistencyCheckStale",
+	"EtcdAvailabilityErrorBudgetBurn", "EtcdLatencyErrorBudgetBurn",
 }
 
 type ruleFile struct {
@@ -405,4 +406,57 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+const exporterOnlyRulesFile = "alerts/etcd-monitor-exporter-only.rules.yml"
+
+// etcdOwnAlerts are the alerts that only etcd's own /metrics can raise.
+var etcdOwnAlerts = map[string]bool{
+	"EtcdHighNumberOfFailedProposals": true, "EtcdHighFsyncDurations": true, "EtcdHighCommitDurations": true,
+	"EtcdPeerRoundTripHigh": true, "EtcdHighNumberOfFailedGRPCRequests": true, "EtcdGRPCRequestsSlow": true,
+}
+
+// etcdFamily matches a query on etcd's own metrics, or on etcd-only dashboard variables.
+var etcdFamily = regexp.MustCompile(`\b(etcd_(server|disk|network|mvcc|debugging|snap|cluster)_|grpc_server_)|\$instance\b|source: etcd`)
+
+// TestExporterOnlyProfile checks the exporter-only rendering: every alert that etcd-monitor's own
+// series can raise, and nothing (alert, recording rule, dashboard query or variable) that reads
+// etcd's /metrics.
+func TestExporterOnlyProfile(t *testing.T) {
+	files := render(t)
+	var rf ruleFile
+	if err := yaml.Unmarshal(files[exporterOnlyRulesFile], &rf); err != nil {
+		t.Fatalf("%s: %v", exporterOnlyRulesFile, err)
+	}
+	names := map[string]bool{}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			names[r.Alert] = true
+			if etcdFamily.MatchString(r.Expr) || r.Labels["source"] == "etcd" {
+				t.Errorf("%s: rule %s%s needs etcd's own metrics: %s", exporterOnlyRulesFile, r.Alert, r.Record, r.Expr)
+			}
+		}
+	}
+	for _, n := range expectedAlerts {
+		if names[n] == etcdOwnAlerts[n] {
+			t.Errorf("%s: alert %s present %v, want %v", exporterOnlyRulesFile, n, names[n], !etcdOwnAlerts[n])
+		}
+	}
+	dashboards := 0
+	for name, b := range files {
+		if !strings.HasPrefix(name, "dashboards/exporter-only/") {
+			continue
+		}
+		dashboards++
+		if m := etcdFamily.Find(b); m != nil {
+			t.Errorf("%s reads etcd's own metrics (%s)", name, m)
+		}
+		if _, ok := files["dashboards/"+strings.TrimPrefix(name, "dashboards/exporter-only/")]; !ok {
+			t.Errorf("%s has no full counterpart", name)
+		}
+	}
+	// Internals is all etcd metrics; the others keep what etcd-monitor shows.
+	if dashboards != 4 || files["dashboards/exporter-only/etcd-internals.json"] != nil {
+		t.Errorf("%d exporter-only dashboards, want overview, member, benchmarks and SLO", dashboards)
+	}
 }

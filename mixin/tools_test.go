@@ -54,6 +54,7 @@ func TestPromtoolCheckRules(t *testing.T) {
 	promtool := tool(t, "promtool", "PROMTOOL")
 	dir := writeRendered(t)
 	t.Log(run(t, dir, promtool, "check", "rules", rulesFile))
+	t.Log(run(t, dir, promtool, "check", "rules", exporterOnlyRulesFile))
 
 	// The PrometheusRule manifest carries the same groups under spec.
 	var pr struct {

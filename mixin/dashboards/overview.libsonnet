@@ -6,7 +6,7 @@ local g = import '../lib/dashboard.libsonnet';
     // Every query is scoped to the selected cluster.
     local e = '%s, %s="$cluster"' % [c.exporterSelector, cl],
     local k = '%s, %s="$cluster"' % [c.etcdSelector, cl],
-    // etcd's process metrics, without the exporter's (etcdSelector may match its job too).
+    // etcd's process metrics, without the exporter's (an overridden etcdSelector may match its job too).
     local etcdProcess(metric) = '%s{%s} and on (job, instance) etcd_server_has_leader{%s}' % [metric, k, k],
     local t = g.target,
 
