@@ -456,7 +456,7 @@ func TestExporterOnlyProfile(t *testing.T) {
 		}
 	}
 	// Internals is all etcd metrics; the others keep what etcd-monitor shows.
-	if dashboards != 4 || files["dashboards/exporter-only/etcd-internals.json"] != nil {
-		t.Errorf("%d exporter-only dashboards, want overview, member, benchmarks and SLO", dashboards)
+	if dashboards != 5 || files["dashboards/exporter-only/etcd-internals.json"] != nil {
+		t.Errorf("%d exporter-only dashboards, want overview, member, benchmarks, fleet and SLO", dashboards)
 	}
 }
