@@ -65,6 +65,7 @@ declare -A TYPICAL=(
 	[pushgateway]=12
 	[kustomize]=10
 	[helm]=150
+	[staticcheck]=92
 )
 
 # check NAME ARGS: the binary must start and answer its version (or help) flag.
