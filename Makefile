@@ -56,7 +56,7 @@ fuzz:
 	done
 
 e2e-test:
-	ETCD_MONITOR_REQUIRE_TOOLS=1 $(GO) test -count=1 -tags e2e -timeout 10m ./test/e2e/
+	ETCD_MONITOR_REQUIRE_TOOLS=1 $(GO) test -count=1 -tags e2e -timeout 20m ./test/e2e/
 
 # One full scrape of a 3-member embedded cluster (ns/op, allocs/op).
 bench:
