@@ -288,11 +288,20 @@ func TestLearnerLeftOut(t *testing.T) {
 	l, id := c.Add(t, true)
 	l.Start(t)
 	taker := newTaker(t, c)
-	s := take(t, taker)
+	// A started learner publishes its client URLs through raft: the members list them a moment
+	// later (bounded wait).
 	var learner *snapshot.Member
-	for _, m := range s.Members {
-		if m.ID == id {
-			learner = m
+	var s *snapshot.Snapshot
+	for attempt := 0; attempt < 50 && (learner == nil || !learner.Up()); attempt++ {
+		if attempt > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		learner = nil
+		s = take(t, taker)
+		for _, m := range s.Members {
+			if m.ID == id {
+				learner = m
+			}
 		}
 	}
 	if learner == nil || !learner.Up() {

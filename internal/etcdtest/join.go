@@ -58,6 +58,16 @@ func (c *Cluster) Add(t testing.TB, learner bool, opts ...Option) (*Member, uint
 		time.Sleep(250 * time.Millisecond)
 	}
 
+	// The joining member reads the membership from its peers; one that has not applied the
+	// addition yet answers without it ("member count is unequal"). Wait (bounded) until every
+	// running member lists it, each asked alone (serializable: its own view).
+	for _, rm := range c.Members {
+		if rm.Etcd() == nil {
+			continue
+		}
+		waitListed(t, rm.ClientURL, resp.Member.ID)
+	}
+
 	var initial []string
 	for _, pm := range resp.Members {
 		n := pm.Name
@@ -104,3 +114,28 @@ func (m *Member) Start(t testing.TB) {
 
 // PeerURL is the member's advertised peer URL.
 func (m *Member) PeerURL() string { return m.cfg.AdvertisePeerUrls[0].String() }
+
+// waitListed waits (at most 20 s) until the member at clientURL lists member id in its own view.
+func waitListed(t testing.TB, clientURL string, id uint64) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcdtest: client: %v", err)
+	}
+	defer cli.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		resp, err := cli.MemberList(ctx, clientv3.WithSerializable())
+		cancel()
+		if err == nil {
+			for _, m := range resp.Members {
+				if m.ID == id {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcdtest: %s does not list the added member %x after 20s (%v)", clientURL, id, err)
+		}
+	}
+}
