@@ -196,11 +196,17 @@ func TestRefusesOnQuotaEstimateAndActiveAlarm(t *testing.T) {
 		t.Fatalf("range run next to a small quota: %v\n%s", err, out)
 	}
 
-	// Fill the database outside the prefix until etcd raises NOSPACE.
+	// Fill the database outside the prefix until etcd raises NOSPACE. etcd compares the quota with
+	// the backend's size as of its last commit (every 100 ms), so fast puts can overshoot it before
+	// the alarm: keep going, bounded in count and time.
 	val := strings.Repeat("x", 60_000)
 	var putErr error
-	for i := 0; i < 200 && putErr == nil; i++ {
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < 1000 && putErr == nil && time.Now().Before(deadline); i++ {
 		_, putErr = c.Put(ctxT(t), "/fill/"+itoa(int64(i)), val)
+		if i%20 == 19 {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	if putErr == nil {
 		t.Fatal("NOSPACE never raised")
