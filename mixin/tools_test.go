@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/freeport"
 
 	"gopkg.in/yaml.v3"
 
@@ -188,12 +189,7 @@ func TestAlertmanagerConfig(t *testing.T) {
 func TestQueriesEvaluate(t *testing.T) {
 	prometheus := tool(t, "prometheus", "PROMETHEUS")
 	dir := writeRendered(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.Take(t, 1)[0])
 	cfg := fmt.Sprintf("global:\n  evaluation_interval: 1s\nrule_files:\n  - %s\n", filepath.Join(dir, rulesFile))
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

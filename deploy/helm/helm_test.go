@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"net"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/backup"
 	"github.com/etcd-monitor/etcd-monitor/internal/cliflags"
+	"github.com/etcd-monitor/etcd-monitor/internal/freeport"
 	"github.com/etcd-monitor/etcd-monitor/internal/kubeobjects"
 	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
 )
@@ -267,12 +268,7 @@ func TestBasicAuthProbes(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.Take(t, 1)[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// etcd is never reached: the probes are the exporter's own and do not ask it.
@@ -301,6 +297,7 @@ func TestBasicAuthProbes(t *testing.T) {
 	}
 	c := e.Container
 	var code int
+	var err error
 	for i := 0; i < 100; i++ {
 		if code, err = get("/-/healthy", nil); err == nil {
 			break

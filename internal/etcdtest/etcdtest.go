@@ -4,7 +4,6 @@ package etcdtest
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-monitor/etcd-monitor/internal/freeport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
 	"go.uber.org/goleak"
@@ -36,15 +36,11 @@ type Member struct {
 // Option adjusts every member's configuration before start.
 type Option func(i int, cfg *embed.Config)
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago, outside the range outgoing
+// connections take their source ports from (see package freeport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freeport.Take(t, 1)[0]
 }
 
 func mustURL(s string) url.URL {

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/freeport"
 )
 
 // Binary names in <repo>/bin and the variables that point elsewhere (the same as tools/build.sh).
@@ -89,26 +90,11 @@ func Binary(t testing.TB, name string) string {
 	return path
 }
 
-// FreePorts reserves n distinct loopback ports. All listeners are held until every port is
-// chosen so one call never returns the same port twice.
+// FreePorts returns n distinct loopback ports, free a moment ago and below the kernel's
+// ephemeral range, so no outgoing connection takes one before its server binds it.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("e2e: reserving a port: %v", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
+	return freeport.Take(t, n)
 }
 
 // tempRoot holds one directory per test binary, named after its pid. A binary killed by
