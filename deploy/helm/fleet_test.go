@@ -111,7 +111,6 @@ func materialise(t *testing.T, config []byte, root string, live bool) []byte {
 // the ScrapeConfig reads the Service's /sd into the rules' job while the ServiceMonitor keeps the
 // exporter's own metrics in another; a changed config rolls the pod.
 func TestFleetPreset(t *testing.T) {
-	kubeobjects.Run(t, ".", helm(t), "lint", "--strict", chart, "-f", fleetExample)
 	o := render(t, "-f", fleetExample)
 	e := kubeobjects.CheckExporter(t, o, flags(t, "exporter"))
 	for name := range e.Flags {

@@ -49,10 +49,11 @@ func flags(t *testing.T, command ...string) map[string]bool {
 	return f
 }
 
-// TestLint: helm lint passes with the default values and with the kubeadm example.
+// TestLint: helm lint passes with the default values, the kubeadm example and the fleet example.
 func TestLint(t *testing.T) {
 	kubeobjects.Run(t, ".", helm(t), "lint", "--strict", chart)
 	kubeobjects.Run(t, ".", helm(t), "lint", "--strict", chart, "-f", filepath.Join(chart, "examples", "kubeadm.yaml"))
+	kubeobjects.Run(t, ".", helm(t), "lint", "--strict", chart, "-f", fleetExample)
 }
 
 // TestDefaults: the default values render the exporter, its Service, ServiceMonitor and the
