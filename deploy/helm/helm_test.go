@@ -50,10 +50,11 @@ func flags(t *testing.T, command ...string) map[string]bool {
 	return f
 }
 
-// TestLint: helm lint passes with the default values and with the kubeadm example.
+// TestLint: helm lint passes with the default values, the kubeadm example and the fleet example.
 func TestLint(t *testing.T) {
 	kubeobjects.Run(t, ".", helm(t), "lint", "--strict", chart)
 	kubeobjects.Run(t, ".", helm(t), "lint", "--strict", chart, "-f", filepath.Join(chart, "examples", "kubeadm.yaml"))
+	kubeobjects.Run(t, ".", helm(t), "lint", "--strict", chart, "-f", fleetExample)
 }
 
 // TestDefaults: the default values render the exporter, its Service, ServiceMonitor and the
@@ -322,21 +323,34 @@ func TestBasicAuthProbes(t *testing.T) {
 	}
 }
 
-// TestSchemaRefusesBadValues: a wrong type, an unknown preset or key, a bad kubeadm endpoint are
-// refused before anything renders, with a message naming the value.
+// TestSchemaRefusesBadValues: a wrong type, an unknown preset or key, a bad kubeadm endpoint, a
+// fleet preset without a config or with a field the exporter's parser does not have, a config file
+// in no mounted Secret are refused before anything renders, with a message naming the value.
 func TestSchemaRefusesBadValues(t *testing.T) {
 	for _, c := range []struct {
 		set, want string
 	}{
 		{"web.port=abc", "/web/port"},
-		{"preset=fleet", "/preset"},
+		{"preset=fleets", "/preset"},
+		{"preset=fleet", "missing property 'clusters'"}, // neither config nor fleet.existingSecret
+		{"preset=fleet", "/fleet/existingSecret"},
+		{"preset=fleet,config.clusters=abc", "/config/clusters"},
+		{"preset=fleet,config.clusters[0].name=a,config.clusters[0].endpoints[0]=h:1,config.clusters[0].pasword_file=/p", "pasword_file"},
+		{"preset=fleet,config.clusters[0].name=a,config.clusters[0].endpoints[0]=h:1,fleet.existingSecret=s", "/fleet/existingSecret"},
+		{"config.clusters[0].name=a,config.clusters[0].endpoints[0]=h:1", "/config"}, // without preset fleet
+		{"preset=fleet,fleet.existingSecret=s,cronJobs.snapshot.enabled=true", "/cronJobs/snapshot/enabled"},
+		{"preset=fleet,fleet.existingSecret=s,fleet.secrets[0].secretName=c,fleet.secrets[0].mountPath=certs", "/fleet/secrets/0/mountPath"},
+		{"preset=fleet,fleet.existingSecret=s,fleet.secrets[0].secretName=c,fleet.secrets[0].mountPath=/etc/etcd-monitor/fleet", "/fleet/secrets/0/mountPath"},
+		{"preset=fleet,fleet.existingSecret=s,fleet.secrets[0].secretName=c,fleet.secrets[0].mountPath=/c,fleet.secrets[1].secretName=d,fleet.secrets[1].mountPath=/c", "mountPath /c is taken"},
+		{"preset=fleet,config.clusters[0].name=a,config.clusters[0].endpoints[0]=h:1,config.clusters[0].username=u,config.clusters[0].password_file=/p/pw", "is in no fleet.secrets mountPath"},
+		{"preset=fleet,config.clusters[0].name=a,config.clusters[0].endpoints[0]=h:1,config.clusters[0].username=u,config.clusters[0].password_file=/p/pw,fleet.secrets[0].secretName=c,fleet.secrets[0].mountPath=/p,fleet.secrets[1].secretName=d,fleet.secrets[1].mountPath=/q", "holds no file the config names"},
 		{"serviceMonitor.enabled=yes", "/serviceMonitor/enabled"},
 		{"etcd.tls.source=file", "/etcd/tls/source"},
 		{"replicas=2", "replicas"},
 		{"cronJobs.snapshot.keep=0", "/cronJobs/snapshot/keep"},
 		{"preset=kubeadm", "preset kubeadm: etcd.endpoints"},
 	} {
-		t.Run(c.set, func(t *testing.T) {
+		t.Run(c.set+" "+c.want, func(t *testing.T) {
 			out, stderr, err := kubeobjects.RunErr(".", helm(t), "template", "em", chart, "--set", c.set)
 			if err == nil {
 				t.Fatalf("helm template --set %s rendered:\n%.300s", c.set, out)

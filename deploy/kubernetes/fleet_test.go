@@ -17,12 +17,24 @@ import (
 
 // TestFleetExample: the fleet overlay, built by kustomize and decoded strictly, runs the exporter
 // on a config file from its Secret, every file the config names is a key of that Secret under the
-// same mount, and the ScrapeConfig reads the Service's /sd into the job the shipped alerts select.
+// same mount, the ScrapeConfig reads the Service's /sd into the job the shipped alerts select, and
+// the ServiceMonitor keeps the exporter's own metrics out of that job and of every cluster.
 func TestFleetExample(t *testing.T) {
 	o := build(t, "fleet")
 	if len(o.Deployments) != 1 || len(o.Services) != 1 || len(o.Secrets) != 1 || len(o.ScrapeConfigs) != 1 {
 		t.Fatalf("fleet: %d Deployments, %d Services, %d Secrets, %d ScrapeConfigs; want one each",
 			len(o.Deployments), len(o.Services), len(o.Secrets), len(o.ScrapeConfigs))
+	}
+	// Selectors, ports, probes, and every file the config names mounted and read; with
+	// --config.file the ServiceMonitor's /metrics is the exporter's own, in a job of its own.
+	e := kubeobjects.CheckExporter(t, o, exporterFlags(t))
+	if e.ServiceMonitor == nil {
+		t.Fatal("fleet: no ServiceMonitor for the exporter's own metrics")
+	}
+	for _, r := range e.ServiceMonitor.Spec.Endpoints[0].RelabelConfigs {
+		if r.TargetLabel == "job" && (r.Replacement == nil || *r.Replacement == "etcd-monitor") {
+			t.Error("fleet: the ServiceMonitor puts the exporter's own metrics into the fleet's job etcd-monitor")
+		}
 	}
 	d, s, secret, sc := o.Deployments[0], o.Services[0], o.Secrets[0], o.ScrapeConfigs[0]
 	pod := d.Spec.Template.Spec

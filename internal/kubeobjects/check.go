@@ -1,6 +1,7 @@
 package kubeobjects
 
 import (
+	"bytes"
 	"net"
 	"path"
 	"slices"
@@ -9,9 +10,12 @@ import (
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	yaml3 "gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/etcd-monitor/etcd-monitor/targets"
 )
 
 // Exporter is the exporter's Deployment, its Service and (when rendered) its ServiceMonitor.
@@ -135,12 +139,26 @@ func CheckExporter(t testing.TB, o *Objects, known map[string]bool) *Exporter {
 		if ep.Path != wantPath {
 			t.Errorf("ServiceMonitor path %q, the exporter serves %q", ep.Path, wantPath)
 		}
-		cluster := false
-		for _, r := range ep.RelabelConfigs {
-			cluster = cluster || (r.TargetLabel == "cluster" && r.Replacement != nil && *r.Replacement != "" &&
-				(r.Action == "" || strings.EqualFold(r.Action, "replace")))
+		sets := func(label string) bool {
+			for _, r := range ep.RelabelConfigs {
+				if r.TargetLabel == label && r.Replacement != nil && *r.Replacement != "" &&
+					(r.Action == "" || strings.EqualFold(r.Action, "replace")) {
+					return true
+				}
+			}
+			return false
 		}
-		if !cluster {
+		if _, fleet := e.Flags["config.file"]; fleet {
+			// With --config.file, /metrics is the exporter's own: a cluster label would make it a
+			// cluster of every dashboard, and the Service's job would put its up into the
+			// fleet's (the caller checks the job it gets).
+			if sets("cluster") {
+				t.Error("ServiceMonitor sets a `cluster` label on the exporter's own metrics (--config.file: the clusters are at /probe)")
+			}
+			if !sets("job") {
+				t.Error("ServiceMonitor keeps the Service's job for the exporter's own metrics; with --config.file that job is the fleet's")
+			}
+		} else if !sets("cluster") {
 			t.Error("ServiceMonitor sets no `cluster` label; every alert and dashboard groups by it")
 		}
 	}
@@ -182,6 +200,11 @@ func CheckPod(t testing.TB, spec *corev1.PodSpec, o *Objects) {
 		for _, v := range Args(c.Args) {
 			values[v] = true
 		}
+		// With --config.file, the files the config names are read too, and each must be mounted.
+		fleetFiles := configFiles(t, c, volumes, o)
+		for _, f := range fleetFiles {
+			values[f] = true
+		}
 		for _, vm := range c.VolumeMounts {
 			v, ok := volumes[vm.Name]
 			if !ok {
@@ -197,11 +220,89 @@ func CheckPod(t testing.TB, spec *corev1.PodSpec, o *Objects) {
 			keys := SecretKeys(v.Secret, o)
 			for _, k := range keys {
 				if !values[path.Join(vm.MountPath, k)] {
-					t.Errorf("container %s: key %s of Secret %s, mounted at %s, is read by no flag (%q)", c.Name, k, v.Secret.SecretName, vm.MountPath, c.Args)
+					t.Errorf("container %s: key %s of Secret %s, mounted at %s, is read by no flag (%q) nor the config file", c.Name, k, v.Secret.SecretName, vm.MountPath, c.Args)
 				}
 			}
 		}
+		for _, f := range fleetFiles {
+			if !mounted(f, c, volumes, o) {
+				t.Errorf("container %s: the config file names %s, which no Secret mount holds", c.Name, f)
+			}
+		}
 	}
+}
+
+// mounted reports whether file is a key of a Secret mounted at its directory (any key when the
+// Secret's keys are not known: one the user creates, mounted whole).
+func mounted(file string, c corev1.Container, volumes map[string]corev1.Volume, o *Objects) bool {
+	for _, vm := range c.VolumeMounts {
+		v := volumes[vm.Name]
+		if v.Secret == nil || vm.MountPath != path.Dir(file) {
+			continue
+		}
+		keys := SecretKeys(v.Secret, o)
+		if len(keys) == 0 || slices.Contains(keys, path.Base(file)) {
+			return true
+		}
+	}
+	return false
+}
+
+// FleetConfig is the content of the container's --config.file when it is a key of a Secret
+// rendered in o and mounted at the file's directory; ok is false when there is no --config.file
+// or its Secret is not rendered (one the user creates).
+func FleetConfig(t testing.TB, c corev1.Container, volumes map[string]corev1.Volume, o *Objects) (secret *corev1.Secret, content []byte, ok bool) {
+	t.Helper()
+	file, ok := Args(c.Args)["config.file"]
+	if !ok {
+		return nil, nil, false
+	}
+	for _, vm := range c.VolumeMounts {
+		v := volumes[vm.Name]
+		if v.Secret == nil || vm.MountPath != path.Dir(file) {
+			continue
+		}
+		for _, s := range o.Secrets {
+			if s.Name != v.Secret.SecretName {
+				continue
+			}
+			if b, ok := s.Data[path.Base(file)]; ok {
+				return s, b, true
+			}
+			if v, ok := s.StringData[path.Base(file)]; ok {
+				return s, []byte(v), true
+			}
+			t.Errorf("--config.file=%s: Secret %s has no key %s", file, s.Name, path.Base(file))
+		}
+	}
+	return nil, nil, false
+}
+
+// configFiles are the files the container's config file names, decoded strictly into the
+// exporter's own type (an unknown field fails here as it would at start); none when the config is
+// not rendered.
+func configFiles(t testing.TB, c corev1.Container, volumes map[string]corev1.Volume, o *Objects) []string {
+	t.Helper()
+	_, b, ok := FleetConfig(t, c, volumes, o)
+	if !ok {
+		return nil
+	}
+	dec := yaml3.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var cfg targets.Config
+	if err := dec.Decode(&cfg); err != nil {
+		t.Errorf("container %s: its config file: %v", c.Name, err)
+		return nil
+	}
+	var files []string
+	for _, cl := range cfg.Clusters {
+		for _, f := range []string{cl.TLS.CAFile, cl.TLS.CertFile, cl.TLS.KeyFile, cl.PasswordFile} {
+			if f != "" {
+				files = append(files, f)
+			}
+		}
+	}
+	return files
 }
 
 // SecretKeys are the file names a Secret volume holds: its items, else the keys of the Secret

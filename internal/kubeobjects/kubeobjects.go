@@ -42,10 +42,14 @@ type ScrapeConfig struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		JobName       *string `json:"jobName,omitempty"`
-		HTTPSDConfigs []struct {
-			URL             string `json:"url"`
-			RefreshInterval string `json:"refreshInterval,omitempty"`
+		JobName        *string                 `json:"jobName,omitempty"`
+		ScrapeInterval string                  `json:"scrapeInterval,omitempty"`
+		ScrapeTimeout  string                  `json:"scrapeTimeout,omitempty"`
+		BasicAuth      *monitoringv1.BasicAuth `json:"basicAuth,omitempty"`
+		HTTPSDConfigs  []struct {
+			URL             string                  `json:"url"`
+			RefreshInterval string                  `json:"refreshInterval,omitempty"`
+			BasicAuth       *monitoringv1.BasicAuth `json:"basicAuth,omitempty"`
 		} `json:"httpSDConfigs,omitempty"`
 	} `json:"spec"`
 }

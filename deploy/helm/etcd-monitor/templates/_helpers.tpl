@@ -114,3 +114,78 @@ tolerations:
 {{- define "etcd-monitor.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag }}
 {{- end -}}
+
+{{- define "etcd-monitor.fleet" -}}
+{{- if eq .Values.preset "fleet" -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where the fleet preset mounts its configuration file (outside every fleet.secrets mount). */}}
+{{- define "etcd-monitor.fleetConfigDir" -}}/etc/etcd-monitor/fleet{{- end -}}
+
+{{/* The configuration file as the chart renders it from .Values.config; its checksum rolls the pod. */}}
+{{- define "etcd-monitor.fleetConfig" -}}
+{{- toYaml .Values.config -}}
+{{- end -}}
+
+{{/*
+The Secret volumes of the clusters' files. With a rendered config, each of fleet.secrets mounts
+exactly the keys the config names under its mountPath (the file name is the key), and a file in
+no mount, or a mount no file is in, fails the install instead of a pod that cannot start or reads
+nothing; with fleet.existingSecret the config is not known here and each Secret is mounted whole.
+*/}}
+{{- define "etcd-monitor.fleetFileVolumes" -}}
+{{- $files := list -}}
+{{- range .Values.config.clusters -}}
+{{- $tls := .tls | default dict -}}
+{{- $name := .name -}}
+{{- range $k := list "ca_file" "cert_file" "key_file" -}}
+{{- with index $tls $k -}}{{- $files = append $files (list $name (printf "tls.%s" $k) .) -}}{{- end -}}
+{{- end -}}
+{{- with .password_file -}}{{- $files = append $files (list $name "password_file" .) -}}{{- end -}}
+{{- end -}}
+{{- range $f := $files -}}
+{{- $in := false -}}
+{{- range $.Values.fleet.secrets -}}{{- if eq (dir (index $f 2)) .mountPath -}}{{- $in = true -}}{{- end -}}{{- end -}}
+{{- if not $in -}}
+{{- fail (printf "preset fleet: cluster %q %s %s is in no fleet.secrets mountPath (each file is <mountPath>/<key of that Secret>)" (index $f 0) (index $f 1) (index $f 2)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $i, $s := .Values.fleet.secrets }}
+- name: fleet-files-{{ $i }}
+  secret:
+    secretName: {{ $s.secretName }}
+    defaultMode: 288 # 0440: readable by the pod's fsGroup, not by others
+    {{- if $.Values.config.clusters }}
+    {{- $keys := list -}}
+    {{- range $f := $files -}}{{- if eq (dir (index $f 2)) $s.mountPath -}}{{- $keys = append $keys (base (index $f 2)) -}}{{- end -}}{{- end -}}
+    {{- if not $keys -}}
+    {{- fail (printf "preset fleet: fleet.secrets[%d] (%s at %s) holds no file the config names" $i $s.secretName $s.mountPath) -}}
+    {{- end }}
+    items:
+      {{- range $k := $keys | uniq }}
+      - {key: {{ $k }}, path: {{ $k }}}
+      {{- end }}
+    {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "etcd-monitor.fleetFileMounts" -}}
+{{- range $i, $s := .Values.fleet.secrets }}
+- name: fleet-files-{{ $i }}
+  mountPath: {{ $s.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The credentials of web.basicAuth for a prometheus-operator endpoint, from the web config Secret. */}}
+{{- define "etcd-monitor.scrapeBasicAuth" -}}
+{{- if include "etcd-monitor.basicAuth" . -}}
+basicAuth:
+  username:
+    name: {{ include "etcd-monitor.name" . }}-web-config
+    key: username
+  password:
+    name: {{ include "etcd-monitor.name" . }}-web-config
+    key: password
+{{- end -}}
+{{- end -}}
