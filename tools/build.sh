@@ -36,6 +36,7 @@ pushgateway|PUSHGATEWAY_BIN|pushgateway|github.com/prometheus/pushgateway|github
 staticcheck|STATICCHECK_BIN|staticcheck|honnef.co/go/tools|honnef.co/go/tools/cmd/staticcheck|-version
 kustomize|KUSTOMIZE_BIN|kustomize|sigs.k8s.io/kustomize/kustomize/v5|sigs.k8s.io/kustomize/kustomize/v5|version
 helm|HELM_BIN|helm|helm.sh/helm/v3|helm.sh/helm/v3/cmd/helm|version
+mimir|MIMIR_BIN|mimir|github.com/grafana/mimir|github.com/grafana/mimir/cmd/mimir|-version
 '
 
 # Build tags per binary. remove_all_sd drops Prometheus' cloud and Kubernetes service discovery
