@@ -132,34 +132,59 @@ func startMimir(t *testing.T, env *Env, n int, rulesDir string, am *Alertmanager
 	return out
 }
 
-// ruleGroupOwner polls the replicas' /metrics until exactly one of them evaluates the rule
-// group named group, and returns its index.
-func ruleGroupOwner(t *testing.T, replicas []*mimirReplica, group string, timeout time.Duration) int {
+// ruleGroupOwners returns the replicas whose ruler evaluates the rule group named group, read
+// from their /metrics (a ruler that hands a group over drops its series).
+func ruleGroupOwners(replicas []*mimirReplica, group string) ([]int, error) {
+	var owners []int
+	for i, r := range replicas {
+		if exited, _ := r.Exited(); exited {
+			continue
+		}
+		_, body, err := httpGet(context.Background(), r.URL+"/metrics")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.Name, err)
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "cortex_prometheus_rule_group_last_evaluation_timestamp_seconds{") &&
+				strings.Contains(line, ";"+group+`"`) && !strings.HasSuffix(line, " 0") {
+				owners = append(owners, i)
+				break
+			}
+		}
+	}
+	return owners, nil
+}
+
+// ruleGroupOwner waits until one replica alone has evaluated group for stable (longer than
+// the rulers' 5 s ring check, so that a ring still settling after the start has moved it
+// already), and returns its index.
+func ruleGroupOwner(t *testing.T, replicas []*mimirReplica, group string, stable, timeout time.Duration) int {
 	t.Helper()
-	owner := -1
-	Eventually(t, timeout, "one Mimir ruler evaluating group "+group, func() (bool, string) {
-		owner = -1
-		var owners []int
-		for i, r := range replicas {
-			_, body, err := httpGet(context.Background(), r.URL+"/metrics")
-			if err != nil {
-				return false, err.Error()
+	deadline := time.Now().Add(timeout)
+	owner, since := -1, time.Now()
+	var last string
+	for time.Now().Before(deadline) {
+		owners, err := ruleGroupOwners(replicas, group)
+		switch {
+		case err != nil:
+			owner, last = -1, err.Error()
+		case len(owners) != 1:
+			owner, last = -1, fmt.Sprintf("evaluated by replicas %v", owners)
+		case owners[0] != owner:
+			if owner >= 0 {
+				t.Logf("group %s moved from replica %d to %d", group, owner, owners[0])
 			}
-			for _, line := range strings.Split(string(body), "\n") {
-				if strings.HasPrefix(line, "cortex_prometheus_rule_group_last_evaluation_timestamp_seconds{") &&
-					strings.Contains(line, ";"+group+`"`) && !strings.HasSuffix(line, " 0") {
-					owners = append(owners, i)
-					break
-				}
-			}
+			owner, since = owners[0], time.Now()
+		case time.Since(since) >= stable:
+			return owner
 		}
-		if len(owners) != 1 {
-			return false, fmt.Sprintf("evaluated by replicas %v", owners)
+		if owner >= 0 {
+			last = fmt.Sprintf("on replica %d for %s", owner, time.Since(since).Round(time.Second))
 		}
-		owner = owners[0]
-		return true, ""
-	})
-	return owner
+		time.Sleep(time.Second) // each poll reads three /metrics of a few hundred KiB
+	}
+	t.Fatalf("e2e: timed out after %s waiting for one Mimir ruler to keep group %s for %s; last: %s", timeout, group, stable, last)
+	return -1
 }
 
 // The fleet's scale-out path on Grafana Mimir: two Prometheus agents split the clusters by
@@ -202,7 +227,7 @@ func TestFleetThroughMimir(t *testing.T) {
 
 	// The victim is the replica whose ruler evaluates EtcdUnreachable, so that the alert
 	// can only come from another ruler taking the group over.
-	victim := ruleGroupOwner(t, mimir, "etcd-monitor-cluster", 60*time.Second)
+	victim := ruleGroupOwner(t, mimir, "etcd-monitor-cluster", 6*time.Second, 60*time.Second)
 	var survivors []*mimirReplica
 	for i, r := range mimir {
 		if i != victim {
@@ -235,16 +260,23 @@ func TestFleetThroughMimir(t *testing.T) {
 	}
 	up := `etcd_monitor_up{job="etcd-monitor"} == 1`
 	query(mimir[victim]).WaitQuery(60*time.Second, up, func(s []Sample) bool { return len(s) == len(names) })
-	atLeast2 := func(s []Sample) bool {
-		for _, x := range s {
-			if x.Value < 2 {
-				return false
+	// every cluster's series with n samples or more
+	atLeast := func(n float64) func(s []Sample) bool {
+		return func(s []Sample) bool {
+			for _, x := range s {
+				if x.Value < n {
+					return false
+				}
 			}
+			return len(s) == len(names)
 		}
-		return len(s) == len(names)
 	}
-	query(mimir[victim]).WaitQuery(30*time.Second, `count_over_time(etcd_monitor_up{job="etcd-monitor"}[10s])`, atLeast2)
+	// 5 samples, so that the 10 s before the kill, checked below, hold 2 of them or more.
+	query(mimir[victim]).WaitQuery(30*time.Second, `count_over_time(etcd_monitor_up{job="etcd-monitor"}[10s])`, atLeast(5))
 
+	if owners, err := ruleGroupOwners(mimir, "etcd-monitor-cluster"); err != nil || len(owners) != 1 || owners[0] != victim {
+		t.Fatalf("the group etcd-monitor-cluster moved before the kill: now on replicas %v (%v), was on %d", owners, err, victim)
+	}
 	mimir[victim].Kill()
 	killed := time.Now()
 	t.Logf("killed mimir-%d (SIGKILL), the ruler of etcd-monitor-cluster", victim)
@@ -259,7 +291,7 @@ func TestFleetThroughMimir(t *testing.T) {
 	// samples of every cluster's series, read through each survivor.
 	window := int(time.Since(killed).Seconds()) - 1
 	if window < 2 {
-		t.Fatalf("the alert came %s after the kill: too soon to have been evaluated by another ruler", time.Since(killed))
+		t.Fatalf("the alert came %s after the kill: too soon for a window of samples after it", time.Since(killed))
 	}
 	after := fmt.Sprintf(`count_over_time(etcd_monitor_up{job="etcd-monitor"}[%ds])`, window)
 	// And the series written before it were not lost with the killed replica's ingester.
@@ -270,7 +302,7 @@ func TestFleetThroughMimir(t *testing.T) {
 			if err != nil {
 				t.Fatalf("through %s: %v", r.Name, err)
 			}
-			if !atLeast2(s) {
+			if !atLeast(2)(s) {
 				t.Errorf("through %s, %s: %v, want %d series of 2 samples or more", r.Name, expr, s, len(names))
 			}
 		}
