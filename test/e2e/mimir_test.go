@@ -181,7 +181,7 @@ func ruleGroupOwner(t *testing.T, replicas []*mimirReplica, group string, stable
 		if owner >= 0 {
 			last = fmt.Sprintf("on replica %d for %s", owner, time.Since(since).Round(time.Second))
 		}
-		time.Sleep(time.Second) // each poll reads three /metrics of a few hundred KiB
+		time.Sleep(time.Second) // each poll reads three replicas' whole /metrics
 	}
 	t.Fatalf("e2e: timed out after %s waiting for one Mimir ruler to keep group %s for %s; last: %s", timeout, group, stable, last)
 	return -1
