@@ -12,7 +12,9 @@ local g = import 'lib/dashboard.libsonnet';
   // Metric families of etcd's own /metrics (etcd_monitor_* is none of them); also anything selected
   // with etcdSelector, unless it is the exporter's selector too (clusterLabel 'job' setups).
   local etcdFamilies = ['etcd_server_', 'etcd_disk_', 'etcd_network_', 'etcd_mvcc_', 'etcd_debugging_', 'etcd_snap_', 'etcd_cluster_', 'grpc_server_'],
-  local has(s, sub) = std.length(std.findSubstr(sub, s)) > 0,
+  // std.strReplace is native in go-jsonnet; std.findSubstr is jsonnet that filters every offset
+  // and took most of a render's 45 s.
+  local has(s, sub) = std.strReplace(s, sub, '') != s,
   local needsEtcd(s) =
     std.length([f for f in etcdFamilies if has(s, f)]) > 0
     || (c.etcdSelector != c.exporterSelector && has(s, c.etcdSelector)),
