@@ -27,6 +27,8 @@ type Target struct {
 
 	cluster Cluster
 	probes  *atomic.Uint64 // shared by every Target of this name, so a rebuild keeps the count
+	// release frees what NewExporter built beside the Exporter (a certificate checker).
+	releaseExporter func()
 
 	// refs counts the requests using the Target; retired is set when a reload removed or
 	// replaced it. The last of the two to happen closes the Taker, so that a scrape in flight
@@ -54,9 +56,12 @@ func (t *Target) release() {
 }
 
 // close stops the cluster's Exporter (its background checks, such as the consistency
-// collector's) and then its Taker (every kept connection).
+// collector's), what was built with it, and then its Taker (every kept connection).
 func (t *Target) close() {
 	t.Exporter.Close()
+	if t.releaseExporter != nil {
+		t.releaseExporter()
+	}
 	t.Taker.Close()
 }
 
@@ -74,8 +79,10 @@ func (t *Target) retire() {
 }
 
 // NewExporter builds the Exporter of one cluster's Taker: the enabled collectors and their
-// settings are the exporter's flags, the same for every cluster.
-type NewExporter func(collector.Taker) (*collector.Exporter, error)
+// settings are the exporter's flags, the same for every cluster, with what the cluster's own
+// entry decides (its TLS files, for the certificates collector). release, which may be nil, frees
+// what it built beside the Exporter; it runs when the Target is closed.
+type NewExporter func(c Cluster, tk collector.Taker) (exp *collector.Exporter, release func(), err error)
 
 // Options are what every cluster's Target is built with.
 type Options struct {
@@ -111,7 +118,10 @@ func New(path string, o Options) (*Registry, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.NewExporter == nil {
-		o.NewExporter = func(tk collector.Taker) (*collector.Exporter, error) { return collector.New(tk, nil) }
+		o.NewExporter = func(_ Cluster, tk collector.Taker) (*collector.Exporter, func(), error) {
+			exp, err := collector.New(tk, nil)
+			return exp, nil, err
+		}
 	}
 	r := &Registry{
 		path: path, o: o,
@@ -233,14 +243,14 @@ func (r *Registry) build(c Cluster) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	exp, err := r.o.NewExporter(taker)
+	exp, release, err := r.o.NewExporter(c, taker)
 	if err != nil {
 		taker.Close()
 		return nil, err
 	}
 	return &Target{
 		Name: c.Name, Taker: taker, Exporter: exp, Status: snapshot.NewShared(taker.Take, r.o.StatusNeeds),
-		cluster: c, probes: new(atomic.Uint64),
+		cluster: c, probes: new(atomic.Uint64), releaseExporter: release,
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +18,10 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
-func defaultExporter(tk collector.Taker) (*collector.Exporter, error) { return collector.New(tk, nil) }
+func defaultExporter(_ Cluster, tk collector.Taker) (*collector.Exporter, func(), error) {
+	exp, err := collector.New(tk, nil)
+	return exp, nil, err
+}
 
 // writeClusters writes a config file naming each cluster with its one endpoint, in order.
 func writeClusters(t *testing.T, path string, clusters ...[2]string) {
@@ -161,5 +165,45 @@ etcd_monitor_config_last_reload_successful 0
 	}
 	if !up(t, r, "a") {
 		t.Error("a down after a failed reload")
+	}
+}
+
+// What NewExporter built beside a cluster's Exporter (a certificate checker, with its goroutine)
+// is released with the cluster: when a reload removes or changes it, after the request using it,
+// and at Close; an unchanged cluster keeps its own.
+func TestReloadReleasesWhatTheExporterBuilt(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ep := c.Endpoints()[0]
+	var mu sync.Mutex
+	released := map[string]int{}
+	newExporter := func(cl Cluster, tk collector.Taker) (*collector.Exporter, func(), error) {
+		exp, err := collector.New(tk, nil)
+		name := cl.Name + "@" + cl.Endpoints[0]
+		return exp, func() { mu.Lock(); released[name]++; mu.Unlock() }, err
+	}
+	count := func(name string) int { mu.Lock(); defer mu.Unlock(); return released[name] }
+	path := filepath.Join(t.TempDir(), "c.yml")
+	other := newForwarder(t, ep).addr()
+	writeClusters(t, path, [2]string{"a", ep}, [2]string{"b", ep}, [2]string{"c", ep})
+	r, err := New(path, Options{NewExporter: newExporter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, releaseB, _ := r.Acquire("b")
+	// b removed while in use, c changed, a unchanged.
+	writeClusters(t, path, [2]string{"a", ep}, [2]string{"c", other})
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if count("c@"+ep) != 1 || count("a@"+ep) != 0 || count("b@"+ep) != 0 {
+		t.Errorf("after the reload: released %v, want c's old one only (b is in use)", released)
+	}
+	releaseB()
+	if count("b@"+ep) != 1 {
+		t.Errorf("b released %d times once its request ended, want 1", count("b@"+ep))
+	}
+	r.Close()
+	if count("a@"+ep) != 1 || count("c@"+other) != 1 || count("b@"+ep) != 1 || count("c@"+ep) != 1 {
+		t.Errorf("after Close: released %v, want each once", released)
 	}
 }

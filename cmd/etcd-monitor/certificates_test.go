@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,17 +48,23 @@ func scrapeBinary(t *testing.T, bin string, args ...string) string {
 	return ""
 }
 
+// validPKI signs a 1-member cluster's certificates, valid from an hour ago for two days: the
+// serving certificate with serial, the peer certificate with serial+1.
+func validPKI(t *testing.T, serial int64) *certgen.EtcdPKI {
+	return certgen.NewEtcdPKI(t, 1,
+		func(int) certgen.Spec {
+			return certgen.ServingSpec(serial, certgen.At(-time.Hour), certgen.At(48*time.Hour))
+		},
+		func(int) certgen.Spec {
+			return certgen.PeerSpec(serial+1, certgen.At(-time.Hour), certgen.At(48*time.Hour))
+		})
+}
+
 // TestCertificatesCollectorFollowsTLS: the built exporter reports certificates without being asked
 // when it reaches etcd over TLS, not over plain text, and the flag overrides either way.
 func TestCertificatesCollectorFollowsTLS(t *testing.T) {
 	bin := toolbin.Path(t, "etcd-monitor", "ETCD_MONITOR_BIN")
-	p := certgen.NewEtcdPKI(t, 1,
-		func(int) certgen.Spec {
-			return certgen.ServingSpec(0x10, certgen.At(-time.Hour), certgen.At(48*time.Hour))
-		},
-		func(int) certgen.Spec {
-			return certgen.PeerSpec(0x11, certgen.At(-time.Hour), certgen.At(48*time.Hour))
-		})
+	p := validPKI(t, 0x10)
 	secure := p.Start(t)
 	plain := etcdtest.Start(t, 1)
 	tlsArgs := []string{"--etcd.endpoints=" + secure.Endpoints()[0], "--etcd.tls.ca-file=" + p.CAFile,
@@ -77,6 +85,55 @@ func TestCertificatesCollectorFollowsTLS(t *testing.T) {
 		t.Errorf("plain-text cluster, default flags: the collector ran")
 	}
 	if out := scrapeBinary(t, bin, "--etcd.endpoints="+plain.Endpoints()[0], "--collector.certificates"); !strings.Contains(out, success) {
+		t.Errorf("plain-text cluster, --collector.certificates: the collector did not run:\n%s", out)
+	}
+}
+
+// TestFleetCertificatesFollowEachClusterTLS: in config-file mode each cluster that uses TLS gets
+// the certificates collector with a checker of its own files (the peer listeners verified against
+// its tls.ca_file), a plain-text cluster does not, and the flag overrides either way.
+func TestFleetCertificatesFollowEachClusterTLS(t *testing.T) {
+	p := validPKI(t, 0x20)
+	secure := p.Start(t)
+	plain := etcdtest.Start(t, 1)
+	path := filepath.Join(t.TempDir(), "fleet.yml")
+	cfg := fmt.Sprintf(`clusters:
+  - name: secure
+    endpoints: [%q]
+    tls: {ca_file: %q, cert_file: %q, key_file: %q}
+  - name: plain
+    endpoints: [%q]
+`, secure.Endpoints()[0], p.CAFile, p.ClientCert, p.ClientKey, plain.Endpoints()[0])
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const success = `etcd_monitor_scrape_collector_success{collector="certificates"} 1`
+	// The peer certificate's serial (0x21) and issuer: only a TLS handshake with the member's
+	// peer listener, verified against the cluster's own CA, gives both.
+	const peer = `etcd_monitor_certificate_not_after_timestamp_seconds{certificate="leaf",issuer_cn="etcd-ca",listener="peer"`
+	probe := func(e *exporterProcess, cluster string) string {
+		return e.waitBody(t, "/probe?cluster="+cluster, func(code int, body string) bool {
+			return code == 200 && strings.Contains(body, "\netcd_monitor_up 1\n")
+		})
+	}
+
+	e := startExporter(t, "--config.file="+path)
+	if out := probe(e, "secure"); !strings.Contains(out, success) || !strings.Contains(out, peer) || !strings.Contains(out, `serial="21"`) {
+		t.Errorf("TLS cluster, default flags: no certificate series:\n%s", out)
+	}
+	if out := probe(e, "plain"); strings.Contains(out, `collector="certificates"`) {
+		t.Errorf("plain-text cluster, default flags: the collector ran:\n%s", out)
+	}
+	if out := e.waitBody(t, "/metrics", func(code int, _ string) bool { return code == 200 }); strings.Contains(out, "etcd_monitor_certificate_") {
+		t.Errorf("config-file mode's /metrics carries a cluster's certificate series:\n%s", out)
+	}
+
+	off := startExporter(t, "--config.file="+path, "--no-collector.certificates")
+	if out := probe(off, "secure"); strings.Contains(out, `collector="certificates"`) {
+		t.Errorf("--no-collector.certificates: the collector ran:\n%s", out)
+	}
+	on := startExporter(t, "--config.file="+path, "--collector.certificates")
+	if out := probe(on, "plain"); !strings.Contains(out, success) {
 		t.Errorf("plain-text cluster, --collector.certificates: the collector did not run:\n%s", out)
 	}
 }

@@ -75,24 +75,32 @@ func addExporterCommand(app *kingpin.Application) (*kingpin.CmdClause, func(cont
 		if *consistencyInterval <= 0 || *consistencyTimeout <= 0 {
 			return fmt.Errorf("--consistency.interval and --consistency.timeout must be positive, got %s and %s", *consistencyInterval, *consistencyTimeout)
 		}
+		// Clusters of a fleet rarely share one peer CA; each cluster's tls.ca_file is its.
+		if fleet.configFile != "" && certFlags.peerCAFile != "" {
+			return errors.New("--certificates.peer-ca-file cannot be used with --config.file: each cluster's peer certificates are verified against its own tls.ca_file")
+		}
 		if err := certFlags.validate(); err != nil {
 			return err
 		}
 		consistency := collector.WithConsistency(*consistencyInterval, *consistencyTimeout)
 		if fleet.configFile != "" {
-			// The certificates collector reads each member's listeners with the exporter's own TLS
-			// files; config-file mode does not build a checker per cluster yet.
-			if on := enabled["certificates"]; on != nil && *on && certificatesSet {
-				return errors.New("--collector.certificates is not supported with --config.file yet")
-			}
+			// As in flags mode, the certificates collector follows TLS unless the flag says otherwise,
+			// but cluster by cluster: the fleet adds it to each cluster that uses TLS.
+			certs := certificatesAuto
 			if on := enabled["certificates"]; on != nil {
+				if certificatesSet && *on {
+					certs = certificatesOn
+				} else if certificatesSet {
+					certs = certificatesOff
+				}
 				*on = false
 			}
 			names := enabledNames(enabled)
 			slices.Sort(names)
 			// The same collector options as below, applied to every cluster of the file.
 			return fleet.run(ctx, logger, fleetConfig{webCfg: webCfg, metricsPath: *metricsPath, timeout: *timeout, offset: *offset,
-				maxRequests: *maxRequests, collectors: names, collectorOptions: []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs), consistency}})
+				maxRequests: *maxRequests, collectors: names, collectorOptions: []collector.Option{collector.WithLogger(logger), collector.WithBackupDirs(*backupDirs), consistency},
+				certificates: certs, certFlags: certFlags})
 		}
 		if fleet.lifecycle {
 			return errors.New("--web.enable-lifecycle needs --config.file: it serves POST /-/reload, which reloads that file")

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -74,6 +75,41 @@ type fleetConfig struct {
 	collectors      []string
 	// collectorOptions are flags mode's collector.New options (logger, --backup.dir, ...).
 	collectorOptions []collector.Option
+	// certificates says which clusters get the certificates collector, each with a checker of
+	// its own TLS files built by certFlags.
+	certificates certificatesMode
+	certFlags    *certificateFlags
+}
+
+// certificatesMode is --collector.certificates in config-file mode.
+type certificatesMode int
+
+const (
+	certificatesAuto certificatesMode = iota // the clusters that use TLS (the flag not given)
+	certificatesOn                           // every cluster
+	certificatesOff                          // none
+)
+
+// newExporter builds one cluster's Exporter with the collectors of the flags, plus the
+// certificates collector when c.certificates gives it to this cluster; release closes its checker.
+func (c fleetConfig) newExporter(cl targets.Cluster, tk collector.Taker) (*collector.Exporter, func(), error) {
+	conn := cl.Conn()
+	if c.certificates == certificatesOff || (c.certificates == certificatesAuto && !conn.UsesTLS()) {
+		exp, err := collector.New(tk, c.collectors, c.collectorOptions...)
+		return exp, nil, err
+	}
+	checker, err := c.certFlags.checker(conn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster %s: %w", cl.Name, err)
+	}
+	names := append(slices.Clone(c.collectors), "certificates")
+	slices.Sort(names)
+	exp, err := collector.New(tk, names, append(slices.Clone(c.collectorOptions), collector.WithCertificates(checker))...)
+	if err != nil {
+		checker.Close()
+		return nil, nil, err
+	}
+	return exp, checker.Close, nil
 }
 
 // run serves config-file mode until ctx is done. Every error before serving is for start-up to
@@ -87,10 +123,7 @@ func (f *fleetFlags) run(ctx context.Context, logger *slog.Logger, c fleetConfig
 	if c.metricsPath == pathProbe || c.metricsPath == pathSD {
 		return fmt.Errorf("--web.telemetry-path %q is where --config.file mode serves %s", c.metricsPath, c.metricsPath)
 	}
-	newExporter := func(tk collector.Taker) (*collector.Exporter, error) {
-		return collector.New(tk, c.collectors, c.collectorOptions...)
-	}
-	reg, err := targets.New(f.configFile, targets.Options{NewExporter: newExporter, StatusNeeds: clusterapi.Needs, Logger: logger})
+	reg, err := targets.New(f.configFile, targets.Options{NewExporter: c.newExporter, StatusNeeds: clusterapi.Needs, Logger: logger})
 	if err != nil {
 		return err
 	}

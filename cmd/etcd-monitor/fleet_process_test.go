@@ -26,15 +26,16 @@ func TestConfigFileBadInputExitsOne(t *testing.T) {
 		args []string
 		want string
 	}{
-		"missing file":             {[]string{"--config.file=" + filepath.Join(dir, "nope.yml")}, "nope.yml"},
-		"unknown field":            {[]string{"--config.file=" + write("u.yml", "clusters:\n  - name: a\n    endpoints: [127.0.0.1:2379]\n    probekey: x\n")}, "field probekey not found"},
-		"duplicate name":           {[]string{"--config.file=" + write("d.yml", "clusters:\n  - name: a\n    endpoints: [127.0.0.1:2379]\n  - name: a\n    endpoints: [127.0.0.1:2379]\n")}, `duplicate cluster name "a"`},
-		"bad endpoint":             {[]string{"--config.file=" + write("e.yml", "clusters:\n  - name: a\n    endpoints: [\"ftp://127.0.0.1:2379\"]\n")}, "scheme must be http or https"},
-		"unreadable password file": {[]string{"--config.file=" + write("p.yml", "clusters:\n  - name: a\n    endpoints: [127.0.0.1:2379]\n    username: u\n    password_file: "+filepath.Join(dir, "nopw")+"\n")}, "nopw"},
-		"with --etcd.endpoints":    {[]string{"--config.file=" + good, "--etcd.endpoints=127.0.0.1:2379"}, "--etcd.endpoints cannot be used with --config.file"},
-		"with --probe.key":         {[]string{"--config.file=" + good, "--probe.key=x"}, "--probe.key cannot be used with --config.file"},
-		"telemetry path /probe":    {[]string{"--config.file=" + good, "--web.telemetry-path=/probe"}, "/probe"},
-		"lifecycle without file":   {[]string{"--web.enable-lifecycle"}, "--web.enable-lifecycle needs --config.file"},
+		"missing file":                     {[]string{"--config.file=" + filepath.Join(dir, "nope.yml")}, "nope.yml"},
+		"unknown field":                    {[]string{"--config.file=" + write("u.yml", "clusters:\n  - name: a\n    endpoints: [127.0.0.1:2379]\n    probekey: x\n")}, "field probekey not found"},
+		"duplicate name":                   {[]string{"--config.file=" + write("d.yml", "clusters:\n  - name: a\n    endpoints: [127.0.0.1:2379]\n  - name: a\n    endpoints: [127.0.0.1:2379]\n")}, `duplicate cluster name "a"`},
+		"bad endpoint":                     {[]string{"--config.file=" + write("e.yml", "clusters:\n  - name: a\n    endpoints: [\"ftp://127.0.0.1:2379\"]\n")}, "scheme must be http or https"},
+		"unreadable password file":         {[]string{"--config.file=" + write("p.yml", "clusters:\n  - name: a\n    endpoints: [127.0.0.1:2379]\n    username: u\n    password_file: "+filepath.Join(dir, "nopw")+"\n")}, "nopw"},
+		"with --etcd.endpoints":            {[]string{"--config.file=" + good, "--etcd.endpoints=127.0.0.1:2379"}, "--etcd.endpoints cannot be used with --config.file"},
+		"with --probe.key":                 {[]string{"--config.file=" + good, "--probe.key=x"}, "--probe.key cannot be used with --config.file"},
+		"telemetry path /probe":            {[]string{"--config.file=" + good, "--web.telemetry-path=/probe"}, "/probe"},
+		"with --certificates.peer-ca-file": {[]string{"--config.file=" + good, "--certificates.peer-ca-file=" + good}, "--certificates.peer-ca-file cannot be used with --config.file"},
+		"lifecycle without file":           {[]string{"--web.enable-lifecycle"}, "--web.enable-lifecycle needs --config.file"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, stdout, stderr := runBinary(t, tc.args...)
