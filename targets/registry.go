@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etcd-monitor/etcd-monitor/collector"
+	"github.com/etcd-monitor/etcd-monitor/etcdconn"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
 
@@ -38,6 +39,9 @@ type Target struct {
 	retired bool
 	closed  bool
 }
+
+// Conn is the cluster's connection settings, as its entry in the file gives them.
+func (t *Target) Conn() etcdconn.Config { return t.cluster.Conn() }
 
 // Probed counts one /probe request for the cluster (etcd_monitor_probes_total).
 func (t *Target) Probed() { t.probes.Add(1) }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,12 +61,9 @@ func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, func(context
 			return unknown(err)
 		}
 		if fleet.configFile != "" {
-			if *compare {
-				return unknown(errors.New("--consistency is not supported with --config.file yet"))
-			}
 			ctx, cancel := context.WithTimeout(ctx, *timeout)
 			defer cancel()
-			res, err := fleet.run(ctx, logger, *output)
+			res, err := fleet.run(ctx, logger, *output, *compare)
 			if err != nil {
 				return unknown(err)
 			}

@@ -11,10 +11,12 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/etcd-monitor/etcd-monitor/clusterapi"
+	"github.com/etcd-monitor/etcd-monitor/consistency"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 	"github.com/etcd-monitor/etcd-monitor/targets"
 )
@@ -73,7 +75,9 @@ func (f *checkFleetFlags) validate() error {
 }
 
 // run checks the chosen clusters, fleetSnapshots at once, all under ctx's deadline.
-func (f *checkFleetFlags) run(ctx context.Context, logger *slog.Logger, output string) (checkResult, error) {
+// Each cluster is judged as a single-cluster check judges it: its certificates read when it uses
+// TLS, and with compare its members' HashKV compared.
+func (f *checkFleetFlags) run(ctx context.Context, logger *slog.Logger, output string, compare bool) (checkResult, error) {
 	reg, err := targets.New(f.configFile, targets.Options{StatusNeeds: clusterapi.Needs, Logger: logger})
 	if err != nil {
 		return checkResult{}, err
@@ -101,7 +105,14 @@ func (f *checkFleetFlags) run(ctx context.Context, logger *slog.Logger, output s
 			}
 			defer release()
 			s := t.Taker.Take(ctx, clusterapi.Needs)
-			cr := buildCheckReport(s)
+			if compare && s.Up() {
+				r := consistency.Check(ctx, t.Taker, s)
+				s.DataCheck = r.DataCheck()
+				if !r.Compared {
+					logger.Warn("the members' data could not be compared", "cluster", name, "attempts", r.Attempts, "members", unknownMembers(r))
+				}
+			}
+			cr := addCertificates(buildCheckReport(s), readCertificates(ctx, t.Conn(), s), time.Now())
 			rep.Clusters[i] = fleetCheckCluster{Name: name, checkReport: cr, statusLine: checkStatusLine(s, snapshot.Health{Verdict: cr.Verdict, Reasons: cr.Reasons})}
 		})
 	}

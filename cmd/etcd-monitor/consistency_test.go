@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +60,21 @@ func TestDivergedMemberIsDegraded(t *testing.T) {
 	})
 	if !strings.HasPrefix(out, "ETCD DEGRADED - member "+victim.Name+" (") || !strings.Contains(out, "data differs from the majority's") {
 		t.Errorf("check --consistency output:\n%s", out)
+	}
+	// The same cluster named in a config file: the fleet check compares each cluster as the
+	// single-cluster check does.
+	path := filepath.Join(t.TempDir(), "fleet.yml")
+	cfg := fmt.Sprintf("clusters:\n  - name: diverged\n    endpoints: [%s]\n", strings.Join(c.Endpoints(), ", "))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = captureStdout(t, func() {
+		if code := run([]string{"check", "--config.file=" + path, "--consistency", "--timeout=10s"}); code != 1 {
+			t.Errorf("check --config.file --consistency = %d, want 1", code)
+		}
+	})
+	if !strings.HasPrefix(out, "ETCD DEGRADED - diverged degraded: member "+victim.Name+" (") || !strings.Contains(out, "data differs from the majority's") {
+		t.Errorf("check --config.file --consistency output:\n%s", out)
 	}
 
 	srv := httptest.NewServer(testExporterHandler(t, c.Endpoints()))
