@@ -154,7 +154,7 @@ func (a *API) withSnapshot(h func(w http.ResponseWriter, s *snapshot.Snapshot, q
 func (a *API) status(w http.ResponseWriter, s *snapshot.Snapshot, _ url.Values) {
 	st := ClusterStatusOf(s)
 	if a.o.Certificates != nil {
-		st = withCertificates(st, a.o.Certificates.Last(), time.Now())
+		st = WithCertificates(st, a.o.Certificates.Last(), time.Now())
 	}
 	writeData(w, http.StatusOK, st)
 }

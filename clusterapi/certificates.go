@@ -13,9 +13,10 @@ type Certificates struct {
 	Items     []certcheck.Summary `json:"items"`
 }
 
-// withCertificates adds the last check to a status and its verdict: an expired certificate is
-// critical, one expiring soon degraded, as in `check`.
-func withCertificates(st ClusterStatus, r *certcheck.Result, now time.Time) ClusterStatus {
+// WithCertificates adds the last check to a status and its verdict: an expired certificate is
+// critical, one expiring soon degraded, as in `check`. A nil result (no check yet, or none
+// configured) leaves st as it is.
+func WithCertificates(st ClusterStatus, r *certcheck.Result, now time.Time) ClusterStatus {
 	if r == nil {
 		return st
 	}

@@ -23,6 +23,10 @@ func init() {
 // caller owns it and closes it with the Taker.
 func WithCertificates(c *certcheck.Checker) Option { return func(e *Exporter) { e.certs = c } }
 
+// Certificates is the checker WithCertificates gave, nil without one: the status API reports its
+// last result.
+func (e *Exporter) Certificates() *certcheck.Checker { return e.certs }
+
 // Which certificate of a chain a series describes: the server's own, or the one that expires first
 // (an intermediate that expires before the leaf takes the whole chain with it).
 const (

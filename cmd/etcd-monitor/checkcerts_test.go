@@ -2,15 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/certgen"
-	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
 // TestCheckCertificates: over TLS, `check` reads the members' certificates: a serving certificate
@@ -71,21 +67,8 @@ func TestCheckCertificates(t *testing.T) {
 // check --config.file reads the certificates of each cluster that uses TLS, with that cluster's
 // files: an expiring serving certificate makes its cluster, and so the fleet, degraded.
 func TestCheckFleetCertificates(t *testing.T) {
-	p := certgen.NewEtcdPKI(t, 1,
-		func(int) certgen.Spec {
-			return certgen.ServingSpec(0x61, certgen.At(-27*24*time.Hour), certgen.At(3*24*time.Hour))
-		},
-		func(int) certgen.Spec {
-			return certgen.PeerSpec(0x62, certgen.At(-time.Hour), certgen.At(365*24*time.Hour))
-		})
-	secure := p.Start(t)
-	plain := etcdtest.Start(t, 1)
-	path := filepath.Join(t.TempDir(), "fleet.yml")
-	cfg := fmt.Sprintf("clusters:\n  - name: secure\n    endpoints: [%q]\n    tls: {ca_file: %q, cert_file: %q, key_file: %q}\n  - name: plain\n    endpoints: [%q]\n",
-		secure.Endpoints()[0], p.CAFile, p.ClientCert, p.ClientKey, plain.Endpoints()[0])
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := secureAndPlainFleet(t, certgen.ServingSpec(0x61, certgen.At(-27*24*time.Hour), certgen.At(3*24*time.Hour)),
+		certgen.PeerSpec(0x62, certgen.At(-time.Hour), certgen.At(365*24*time.Hour)))
 	var code int
 	out := captureStdout(t, func() { code = run([]string{"check", "--config.file=" + path, "--timeout=5s"}) })
 	first, _, _ := strings.Cut(out, "\n")

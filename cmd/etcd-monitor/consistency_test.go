@@ -85,16 +85,7 @@ func TestDivergedMemberIsDegraded(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var r struct {
-			Data struct {
-				Cluster struct {
-					Health struct {
-						Verdict string   `json:"verdict"`
-						Reasons []string `json:"reasons"`
-					} `json:"health"`
-				} `json:"cluster"`
-			} `json:"data"`
-		}
+		var r apiStatus
 		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 			t.Fatal(err)
 		}

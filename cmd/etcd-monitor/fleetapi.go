@@ -64,7 +64,11 @@ func fleetStatus(ctx context.Context, reg *targets.Registry, names []string, dea
 				return
 			}
 			out[i].Up = s.Up()
-			out[i].Cluster = clusterapi.ClusterStatusOf(s).Cluster
+			st := clusterapi.ClusterStatusOf(s)
+			if c := a.t.Exporter.Certificates(); c != nil {
+				st = clusterapi.WithCertificates(st, c.Last(), time.Now())
+			}
+			out[i].Cluster = st.Cluster
 			if !s.Up() && s.MemberListErr != nil {
 				out[i].Error = s.MemberListErr.Error()
 			}
@@ -130,7 +134,7 @@ func (s *fleetServer) api(w http.ResponseWriter, r *http.Request) {
 	q.Del("cluster")
 	r2 := r.Clone(r.Context())
 	r2.URL.RawQuery = q.Encode()
-	clusterapi.New(clusterapi.Options{Snapshots: t.Status, Timeout: s.timeout, Offset: s.offset, Logger: s.logger}).ServeHTTP(w, r2)
+	clusterapi.New(clusterapi.Options{Snapshots: t.Status, Timeout: s.timeout, Offset: s.offset, Logger: s.logger, Certificates: t.Exporter.Certificates()}).ServeHTTP(w, r2)
 }
 
 // clusters answers /api/v1/clusters: every cluster (or those named by cluster=, repeatable) with
