@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
+	"github.com/etcd-monitor/etcd-monitor/internal/certgen"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/internal/toolbin"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
@@ -729,5 +730,18 @@ func TestSaveSkipsLearner(t *testing.T) {
 	}
 	if _, err := Save(ctxT(t, 30*time.Second), SaveOptions{Conn: conn, Dir: t.TempDir(), Cluster: "etcd", Member: learner.Name}); err == nil || !strings.Contains(err.Error(), "learner") {
 		t.Errorf("--member=%s: %v, want a learner error", learner.Name, err)
+	}
+}
+
+// --etcd.tls.server-name is the name the members' certificates carry when their addresses are
+// not in them (certificates for a DNS name, reached by IP): the stream and the HashKV comparison
+// verify it as every other client of the exporter does.
+func TestSaveVerifiesTheConfiguredServerName(t *testing.T) {
+	p := certgen.NewNamedEtcdPKI(t, "etcd.example")
+	cl := p.Start(t)
+	conn := etcdconn.Config{Endpoints: cl.Endpoints(), CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey, ServerName: "etcd.example"}
+	res, err := Save(ctxT(t, 30*time.Second), SaveOptions{Conn: conn, Dir: t.TempDir(), Cluster: "etcd"})
+	if err != nil || res.Result() != ResultVerified {
+		t.Fatalf("save with --etcd.tls.server-name: %v, %+v", err, res.Verification)
 	}
 }

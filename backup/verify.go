@@ -89,7 +89,7 @@ type Verification struct {
 // whose Status failed in the snapshot the list came from are not asked; ctx bounds the rest.
 func VerifyAgainst(ctx context.Context, f *File, conn etcdconn.Config, members []*snapshot.Member) Verification {
 	v := Verification{Members: []MemberHash{}}
-	if _, err := conn.TLSConfig(); err != nil {
+	if _, err := conn.Credentials(nil); err != nil {
 		v.Result, v.Reason = ResultUnverifiable, err.Error()
 		return v
 	}
@@ -229,9 +229,11 @@ func hashKV(ctx context.Context, conn etcdconn.Config, endpoint string, rev int6
 	return resp, nil
 }
 
-// dial returns a client bound to one endpoint.
+// dial returns a client bound to one endpoint, with the credentials every client of the exporter
+// uses (etcdconn.Credentials): the server verified against --etcd.tls.server-name when it is given,
+// not the dialed host as clientv3's own TLS would, and the password file as it is now.
 func dial(ctx context.Context, conn etcdconn.Config, endpoint string) (*clientv3.Client, error) {
-	tlsCfg, err := conn.TLSConfig()
+	cr, err := conn.Credentials(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +241,7 @@ func dial(ctx context.Context, conn etcdconn.Config, endpoint string) (*clientv3
 	if dl, ok := ctx.Deadline(); ok {
 		dialTimeout = max(min(dialTimeout, time.Until(dl)), time.Millisecond)
 	}
-	cfg := conn.ClientConfig([]string{endpoint}, tlsCfg, dialTimeout)
+	cfg := cr.ClientConfig(endpoint, dialTimeout)
 	cfg.Context = ctx
 	cli, err := clientv3.New(cfg)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
+	"github.com/etcd-monitor/etcd-monitor/internal/certgen"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/snapshot"
 )
@@ -340,5 +341,28 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	if !strings.Contains(text.String(), "DRY RUN: 3 member(s) would be defragmented") {
 		t.Errorf("text report:\n%s", text.String())
+	}
+}
+
+// --etcd.tls.server-name is verified on the runner's own per-member clients, as on every other
+// client of the exporter (certificates for a DNS name, the members reached by IP).
+func TestDefragVerifiesTheConfiguredServerName(t *testing.T) {
+	p := certgen.NewNamedEtcdPKI(t, "etcd.example")
+	cl := p.Start(t)
+	conn := etcdconn.Config{Endpoints: cl.Endpoints(), CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey, ServerName: "etcd.example"}
+	taker, err := snapshot.NewTaker(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taker.Close()
+	cfg := testConfig()
+	cfg.Rule = Rule{QuotaRatio: 0.8, QuotaMinFreeBytes: 1 * MiB} // any free space is enough
+	cfg.MemberTimeout = 10 * time.Second
+	r := &Runner{Config: cfg, Conn: conn, Taker: taker}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := r.Run(ctx)
+	if err != nil || rep.Defragmented() != 1 {
+		t.Fatalf("defrag with --etcd.tls.server-name: %v, %d defragmented, %+v", err, rep.Defragmented(), rep)
 	}
 }

@@ -2,7 +2,6 @@ package defrag
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +88,7 @@ type Runner struct {
 	Logger   *slog.Logger
 	Hooks    Hooks
 
-	tlsCfg  *tls.Config
+	creds   *etcdconn.Credentials
 	clients map[string]*clientv3.Client
 }
 
@@ -180,7 +179,9 @@ func (r *Runner) run(ctx context.Context, rep *Report) error {
 	}
 
 	var err error
-	if r.tlsCfg, err = r.Conn.TLSConfig(); err != nil {
+	// The credentials every client of the exporter uses: the server verified against
+	// --etcd.tls.server-name when it is given (clientv3's own TLS verifies the dialed host).
+	if r.creds, err = r.Conn.Credentials(nil); err != nil {
 		return err
 	}
 	r.clients = map[string]*clientv3.Client{}
@@ -495,7 +496,7 @@ func (r *Runner) client(ctx context.Context, endpoint string) (*clientv3.Client,
 	if dl, ok := ctx.Deadline(); ok {
 		dial = max(min(time.Until(dl), dial), time.Millisecond)
 	}
-	c, err := clientv3.New(r.Conn.ClientConfig([]string{endpoint}, r.tlsCfg, dial))
+	c, err := clientv3.New(r.creds.ClientConfig(endpoint, dial))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", endpoint, err)
 	}

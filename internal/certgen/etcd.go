@@ -64,6 +64,18 @@ func NewEtcdPKI(t testing.TB, members int, serving, peer func(i int) Spec) *Etcd
 }
 
 // Start runs a cluster of len(p.Serving) members with client and peer TLS and client-certificate
+// NewNamedEtcdPKI is NewEtcdPKI for one member whose serving certificate (valid for two days)
+// names dnsName alone, no IP: a client that reaches it by address must be told the name.
+func NewNamedEtcdPKI(t testing.TB, dnsName string) *EtcdPKI {
+	return NewEtcdPKI(t, 1,
+		func(int) Spec {
+			s := ServingSpec(0x10, At(-time.Hour), At(48*time.Hour))
+			s.IPs, s.DNS = nil, []string{dnsName}
+			return s
+		},
+		func(int) Spec { return PeerSpec(0x11, At(-time.Hour), At(48*time.Hour)) })
+}
+
 // authentication on both.
 func (p *EtcdPKI) Start(t testing.TB, opts ...etcdtest.Option) *etcdtest.Cluster {
 	t.Helper()
