@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
 )
@@ -379,9 +383,49 @@ func reachable(ctx context.Context, conn *grpc.ClientConn) error {
 // gRPC status, so clientv3's retry interceptor (outside it) does not retry it.
 func failFast(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if err := reachable(ctx, cc); err != nil {
-		return err
+		if !errors.Is(err, ErrUnreachable) {
+			return err
+		}
+		// gRPC keeps why the connection failed (refused, a TLS handshake error) and gives it to a
+		// call that does not wait for the connection: one such call says why, at once. Should the
+		// connection have come back meanwhile, the call is simply made.
+		cause := invoker(ctx, method, req, reply, cc, append(opts, grpc.WaitForReady(false))...)
+		if cause == nil {
+			return nil
+		}
+		return fmt.Errorf("%w: %s", ErrUnreachable, connectionError(cause))
 	}
 	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// maxConnectionError bounds the text kept of a failed connection: a TLS error lists every name
+// of the certificate the server sent, which is the server's to choose.
+const maxConnectionError = 300
+
+// connectionError is gRPC's reason for a failed connection, without its wrapping, on one line
+// of valid UTF-8 and at most maxConnectionError bytes.
+func connectionError(err error) string {
+	msg := status.Convert(err).Message()
+	if inner, ok := strings.CutPrefix(msg, "connection error: desc = "); ok {
+		if uq, err := strconv.Unquote(inner); err == nil {
+			inner = uq
+		}
+		msg = inner
+	}
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(msg, "\uFFFD"))
+	if len(msg) > maxConnectionError {
+		cut := maxConnectionError
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	return msg
 }
 
 // ask finds m on one of its addresses by asking Status there, then makes the probes on the

@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcd-monitor/etcd-monitor/etcdconn"
+	"github.com/etcd-monitor/etcd-monitor/internal/certgen"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
@@ -165,5 +170,42 @@ func TestNoEndpointListeningIsUnreachable(t *testing.T) {
 	s := tk.Take(ctx, Needs{Status: true, Probes: true})
 	if !errors.Is(s.MemberListErr, ErrUnreachable) {
 		t.Fatalf("member list error = %v, want %v", s.MemberListErr, ErrUnreachable)
+	}
+	// Why, in the words of the failed dial, not gRPC's name for the state it left.
+	if !strings.Contains(s.MemberListErr.Error(), "connection refused") {
+		t.Errorf("member list error = %v, want it to say the connection was refused", s.MemberListErr)
+	}
+}
+
+// A member whose certificate does not verify is unreachable with the TLS error that says why:
+// here certificates for a DNS name, reached as 127.0.0.1 without --etcd.tls.server-name.
+func TestTLSFailureSaysWhy(t *testing.T) {
+	p := certgen.NewNamedEtcdPKI(t, "etcd.example")
+	c := p.Start(t)
+	tk, err := NewTaker(etcdconn.Config{Endpoints: c.Endpoints(), CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = tk.Take(ctx, Needs{Status: true}).MemberListErr
+	const want = "member unreachable: transport: authentication handshake failed: tls: failed to verify certificate: x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs"
+	if !errors.Is(err, ErrUnreachable) || !strings.HasSuffix(err.Error(), want) {
+		t.Fatalf("member list error = %v, want unreachable with %q", err, want)
+	}
+}
+
+// The text of a failed connection comes from the server in part (a certificate's names, a
+// proxy's answer): it is kept on one line of valid UTF-8 and bounded.
+func TestConnectionErrorIsBounded(t *testing.T) {
+	inner := "transport: " + strings.Repeat("é", 400) + "\nsecond line\xff"
+	err := status.Error(codes.Unavailable, "connection error: desc = "+strconv.Quote(inner))
+	got := connectionError(err)
+	if len(got) > maxConnectionError+len("…") || strings.ContainsAny(got, "\n\r") || !utf8.ValidString(got) || !strings.HasPrefix(got, "transport: éé") || !strings.HasSuffix(got, "…") {
+		t.Errorf("connectionError = %q (%d bytes)", got, len(got))
+	}
+	if got := connectionError(status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused"`)); got != "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused" {
+		t.Errorf("connectionError = %q", got)
 	}
 }
