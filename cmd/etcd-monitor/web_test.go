@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -108,5 +110,28 @@ func TestServerTimeouts(t *testing.T) {
 	srv := newServer(http.NotFoundHandler())
 	if srv.ReadHeaderTimeout <= 0 || srv.IdleTimeout <= 0 {
 		t.Errorf("ReadHeaderTimeout %s, IdleTimeout %s: want both set", srv.ReadHeaderTimeout, srv.IdleTimeout)
+	}
+}
+
+// The built exporter (exporter-toolkit serving newServer) cuts off a client that never finishes
+// its headers, so slow clients cannot pile up connections.
+func TestSlowHeadersAreCutOff(t *testing.T) {
+	p := startExporter(t, "--etcd.endpoints=127.0.0.1:1")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /metrics HTTP/1.1\r\nHost: exporter\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(readHeaderTimeout + 10*time.Second))
+	_, err = io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("connection still open %s after half a request: %v", time.Since(start).Round(time.Second), err)
+	}
+	if since := time.Since(start); since < readHeaderTimeout/2 {
+		t.Errorf("closed after %s, before the header timeout (%s)", since, readHeaderTimeout)
 	}
 }
