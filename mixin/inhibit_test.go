@@ -65,8 +65,8 @@ func TestInhibitRulesInAlertmanager(t *testing.T) {
 				break
 			}
 		}
-		if i == 100 {
-			t.Fatalf("alertmanager not ready after 10 s:\n%s", logs.String())
+		if i == 300 {
+			t.Fatalf("alertmanager not ready after 30 s:\n%s", logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -128,9 +128,9 @@ func TestInhibitRulesInAlertmanager(t *testing.T) {
 		t.Fatalf("posting alerts: %s", resp.Status)
 	}
 
-	// The inhibitor learns of the sources asynchronously: read until every case holds (10 s).
+	// The inhibitor learns of the sources asynchronously: read until every case holds (20 s).
 	var wrong []string
-	for try := 0; try < 50; try++ {
+	for try := 0; try < 100; try++ {
 		var got []struct {
 			Labels labels `json:"labels"`
 			Status struct {
@@ -168,5 +168,5 @@ func TestInhibitRulesInAlertmanager(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Errorf("inhibition after 10 s:\n%s", strings.Join(wrong, "\n"))
+	t.Errorf("inhibition after 20 s:\n%s", strings.Join(wrong, "\n"))
 }
