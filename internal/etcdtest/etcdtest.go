@@ -97,6 +97,7 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 			t.Fatalf("starting etcd: %v", err)
 		}
 	}
+	c.waitPublished(t)
 	return c
 }
 

@@ -139,3 +139,33 @@ func waitListed(t testing.TB, clientURL string, id uint64) {
 		}
 	}
 }
+
+// waitPublished waits (at most 20 s) until every member's own view of the membership lists every
+// member of c with its client URLs. A member is ready once its own attributes are committed, but
+// another member may not have applied that entry yet: its member list then shows a member that
+// "has not started".
+func (c *Cluster) waitPublished(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, m := range c.Members {
+		e := m.Etcd()
+		if e == nil {
+			continue
+		}
+		for {
+			published := 0
+			for _, mm := range e.Server.Cluster().Members() {
+				if len(mm.ClientURLs) > 0 {
+					published++
+				}
+			}
+			if published >= len(c.Members) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("etcdtest: %s lists %d of %d members with client URLs after 20s", m.Name, published, len(c.Members))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
