@@ -87,26 +87,26 @@ func (a *API) ShuttingDown() { a.shutdown.Store(true) }
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, ok := a.routes[r.URL.Path]
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown path %q", r.URL.Path))
+		WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown path %q", r.URL.Path))
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: the API is read-only (GET, HEAD)", r.Method))
+		WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: the API is read-only (GET, HEAD)", r.Method))
 		return
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad query: %v", err))
+		WriteError(w, http.StatusBadRequest, fmt.Sprintf("bad query: %v", err))
 		return
 	}
 	for k, v := range q {
 		if !slices.Contains(rt.params, k) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q", k))
+			WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q", k))
 			return
 		}
 		if len(v) != 1 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter %q given %d times", k, len(v)))
+			WriteError(w, http.StatusBadRequest, fmt.Sprintf("parameter %q given %d times", k, len(v)))
 			return
 		}
 	}
@@ -129,13 +129,13 @@ func (a *API) withSnapshot(h func(w http.ResponseWriter, s *snapshot.Snapshot, q
 	return func(w http.ResponseWriter, r *http.Request, q url.Values) {
 		timeout, err := scrapetimeout.Parse(r.Header.Get(scrapetimeout.Header), a.o.Timeout, a.o.Offset)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		s, err := a.o.Snapshots.Take(r.Context(), time.Now().Add(timeout))
 		if err != nil {
 			// The client has gone; nobody reads this.
-			writeError(w, http.StatusServiceUnavailable, err.Error())
+			WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
 		if !s.Up() {
@@ -144,7 +144,7 @@ func (a *API) withSnapshot(h func(w http.ResponseWriter, s *snapshot.Snapshot, q
 				msg += ": " + s.MemberListErr.Error()
 			}
 			a.o.Logger.Debug("status API: etcd unreachable", "path", r.URL.Path, "err", s.MemberListErr)
-			writeError(w, http.StatusServiceUnavailable, msg)
+			WriteError(w, http.StatusServiceUnavailable, msg)
 			return
 		}
 		h(w, s, q)
@@ -156,17 +156,17 @@ func (a *API) status(w http.ResponseWriter, s *snapshot.Snapshot, _ url.Values) 
 	if a.o.Certificates != nil {
 		st = WithCertificates(st, a.o.Certificates.Last(), time.Now())
 	}
-	writeData(w, http.StatusOK, st)
+	WriteData(w, http.StatusOK, st)
 }
 
 func (a *API) leader(w http.ResponseWriter, s *snapshot.Snapshot, _ url.Values) {
 	l, ok := LeaderOf(s)
 	if !ok {
 		c := s.Cluster()
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no leader: fewer than %d of %d voting members name the same leader (%d of %d members up)", c.Quorum, c.Members-c.Learners, c.MembersUp, c.Members))
+		WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("no leader: fewer than %d of %d voting members name the same leader (%d of %d members up)", c.Quorum, c.Members-c.Learners, c.MembersUp, c.Members))
 		return
 	}
-	writeData(w, http.StatusOK, l)
+	WriteData(w, http.StatusOK, l)
 }
 
 func (a *API) latency(w http.ResponseWriter, s *snapshot.Snapshot, q url.Values) {
@@ -179,12 +179,12 @@ func (a *API) latency(w http.ResponseWriter, s *snapshot.Snapshot, q url.Values)
 			}
 		}
 		if len(kept) == 0 {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("unknown member %q (give a member's name or hex id)", want[0]))
+			WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown member %q (give a member's name or hex id)", want[0]))
 			return
 		}
 		lat.Members = kept
 	}
-	writeData(w, http.StatusOK, lat)
+	WriteData(w, http.StatusOK, lat)
 }
 
 // Response is the envelope of every JSON answer, in the style of Prometheus' HTTP API.
@@ -203,11 +203,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-func writeData(w http.ResponseWriter, code int, data any) {
+// WriteData answers data in the success envelope; config-file mode answers with it too.
+func WriteData(w http.ResponseWriter, code int, data any) {
 	writeJSON(w, code, Response{Status: "success", Data: data})
 }
 
-func writeError(w http.ResponseWriter, code int, msg string) {
+// WriteError answers msg in the error envelope.
+func WriteError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, Response{Status: "error", Error: msg})
 }
 

@@ -25,21 +25,14 @@ import (
 type checkFleetFlags struct {
 	configFile string
 	clusters   []string
-	setByUser  map[string]*bool
+	given      singleClusterFlagsGiven
 }
 
 // addCheckFleetFlags is called after check's --etcd.* flags are defined.
 func addCheckFleetFlags(cmd *kingpin.CmdClause) *checkFleetFlags {
-	f := &checkFleetFlags{setByUser: map[string]*bool{}}
+	f := &checkFleetFlags{given: watchSingleClusterFlags(cmd)}
 	cmd.Flag("config.file", "The exporter's --config.file: check its clusters instead of the one the --etcd.* flags describe.").StringVar(&f.configFile)
 	cmd.Flag("cluster", "With --config.file, the cluster to check (repeatable; default: every cluster of the file).").StringsVar(&f.clusters)
-	for _, name := range singleClusterFlags {
-		if fl := cmd.GetFlag(name); fl != nil {
-			set := new(bool)
-			fl.IsSetByUser(set)
-			f.setByUser[name] = set
-		}
-	}
 	return f
 }
 
@@ -66,12 +59,7 @@ func (f *checkFleetFlags) validate() error {
 		}
 		return nil
 	}
-	for _, name := range singleClusterFlags {
-		if set := f.setByUser[name]; set != nil && *set {
-			return fmt.Errorf("--%s cannot be used with --config.file: each cluster's settings go in the file", name)
-		}
-	}
-	return nil
+	return f.given.refuse()
 }
 
 // run checks the chosen clusters, fleetSnapshots at once, all under ctx's deadline.

@@ -40,9 +40,7 @@ const (
 type fleetFlags struct {
 	configFile string
 	lifecycle  bool
-	// setByUser records which single-cluster flags were given, since they mean nothing with a
-	// config file and silently ignoring one would leave its user wondering.
-	setByUser map[string]*bool
+	given      singleClusterFlagsGiven
 }
 
 // singleClusterFlags are the flags the config file replaces (each cluster has its own there).
@@ -51,18 +49,38 @@ var singleClusterFlags = []string{
 	"etcd.tls.insecure-skip-verify", "etcd.username", "etcd.password-file", "probe.key",
 }
 
-// addFleetFlags is called after the single-cluster flags are defined.
-func addFleetFlags(cmd *kingpin.CmdClause) *fleetFlags {
-	f := &fleetFlags{setByUser: map[string]*bool{}}
-	cmd.Flag("config.file", "YAML file naming the etcd clusters to monitor (see docs/fleet.md); each is scraped at /probe?cluster=NAME and listed at /sd. Without it, the --etcd.* flags describe one cluster served at the metrics path.").StringVar(&f.configFile)
-	cmd.Flag("web.enable-lifecycle", "Serve POST /-/reload, which reloads --config.file (SIGHUP always does).").BoolVar(&f.lifecycle)
+// singleClusterFlagsGiven records which single-cluster flags were given, since they mean nothing
+// with a config file and silently ignoring one would leave its user wondering.
+type singleClusterFlagsGiven map[string]*bool
+
+// watchSingleClusterFlags is called after cmd's single-cluster flags are defined.
+func watchSingleClusterFlags(cmd *kingpin.CmdClause) singleClusterFlagsGiven {
+	given := singleClusterFlagsGiven{}
 	for _, name := range singleClusterFlags {
 		if fl := cmd.GetFlag(name); fl != nil {
 			set := new(bool)
 			fl.IsSetByUser(set)
-			f.setByUser[name] = set
+			given[name] = set
 		}
 	}
+	return given
+}
+
+// refuse names the first single-cluster flag given.
+func (g singleClusterFlagsGiven) refuse() error {
+	for _, name := range singleClusterFlags {
+		if set := g[name]; set != nil && *set {
+			return fmt.Errorf("--%s cannot be used with --config.file: each cluster's settings go in the file", name)
+		}
+	}
+	return nil
+}
+
+// addFleetFlags is called after the single-cluster flags are defined.
+func addFleetFlags(cmd *kingpin.CmdClause) *fleetFlags {
+	f := &fleetFlags{given: watchSingleClusterFlags(cmd)}
+	cmd.Flag("config.file", "YAML file naming the etcd clusters to monitor (see docs/fleet.md); each is scraped at /probe?cluster=NAME and listed at /sd. Without it, the --etcd.* flags describe one cluster served at the metrics path.").StringVar(&f.configFile)
+	cmd.Flag("web.enable-lifecycle", "Serve POST /-/reload, which reloads --config.file (SIGHUP always does).").BoolVar(&f.lifecycle)
 	return f
 }
 
@@ -115,10 +133,8 @@ func (c fleetConfig) newExporter(cl targets.Cluster, tk collector.Taker) (*colle
 // run serves config-file mode until ctx is done. Every error before serving is for start-up to
 // print and exit 1 on.
 func (f *fleetFlags) run(ctx context.Context, logger *slog.Logger, c fleetConfig) error {
-	for _, name := range singleClusterFlags {
-		if set := f.setByUser[name]; set != nil && *set {
-			return fmt.Errorf("--%s cannot be used with --config.file: each cluster's settings go in the file", name)
-		}
+	if err := f.given.refuse(); err != nil {
+		return err
 	}
 	if c.metricsPath == pathProbe || c.metricsPath == pathSD {
 		return fmt.Errorf("--web.telemetry-path %q is where --config.file mode serves %s", c.metricsPath, c.metricsPath)
@@ -269,18 +285,9 @@ func (s *fleetServer) probe(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	names := q["cluster"]
-	switch {
-	case len(names) == 0 || names[0] == "":
-		text(w, http.StatusBadRequest, fmt.Sprintf("missing parameter cluster: %s?cluster=NAME, NAME one of the clusters of --config.file (listed at %s)", pathProbe, pathSD))
-		return
-	case len(names) > 1:
-		text(w, http.StatusBadRequest, fmt.Sprintf("parameter cluster given %d times: name one cluster", len(names)))
-		return
-	}
-	t, release, ok := s.reg.Acquire(names[0])
-	if !ok {
-		text(w, http.StatusBadRequest, fmt.Sprintf("unknown cluster %s: not in --config.file (listed at %s)", quoteName(names[0]), pathSD))
+	t, release, msg := s.acquireOne(q, pathProbe, pathSD)
+	if msg != "" {
+		text(w, http.StatusBadRequest, msg)
 		return
 	}
 	defer release()
@@ -340,4 +347,21 @@ func (s *fleetServer) reloadHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	text(w, http.StatusOK, "configuration reloaded")
+}
+
+// acquireOne acquires the one cluster that q's cluster parameter names, for a request to path;
+// otherwise msg says what is wrong with the parameter (the clusters are listed at listedAt).
+func (s *fleetServer) acquireOne(q url.Values, path, listedAt string) (t *targets.Target, release func(), msg string) {
+	names := q["cluster"]
+	switch {
+	case len(names) == 0 || names[0] == "":
+		return nil, nil, fmt.Sprintf("missing parameter cluster: %s?cluster=NAME, NAME one of the clusters of --config.file (listed at %s)", path, listedAt)
+	case len(names) > 1:
+		return nil, nil, fmt.Sprintf("parameter cluster given %d times: name one cluster", len(names))
+	}
+	t, release, ok := s.reg.Acquire(names[0])
+	if !ok {
+		return nil, nil, fmt.Sprintf("unknown cluster %s: not in --config.file (listed at %s)", quoteName(names[0]), listedAt)
+	}
+	return t, release, ""
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -78,31 +77,18 @@ func fleetStatus(ctx context.Context, reg *targets.Registry, names []string, dea
 	return out, gone
 }
 
-func writeAPIJSON(w http.ResponseWriter, code int, v clusterapi.Response) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func apiError(w http.ResponseWriter, code int, msg string) {
-	writeAPIJSON(w, code, clusterapi.Response{Status: "error", Error: msg})
-}
-
 // api serves the status API in config-file mode: /api/v1/clusters for the fleet, and the
 // single-cluster paths with ?cluster=NAME, answered by that cluster's clusterapi.API as in flags
 // mode.
 func (s *fleetServer) api(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		apiError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: the API is read-only (GET, HEAD)", r.Method))
+		clusterapi.WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: the API is read-only (GET, HEAD)", r.Method))
 		return
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		apiError(w, http.StatusBadRequest, fmt.Sprintf("bad query: %v", err))
+		clusterapi.WriteError(w, http.StatusBadRequest, fmt.Sprintf("bad query: %v", err))
 		return
 	}
 	if r.URL.Path == pathClusters {
@@ -112,21 +98,12 @@ func (s *fleetServer) api(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case clusterapi.PathStatus, clusterapi.PathLeader, clusterapi.PathLatency:
 	default:
-		apiError(w, http.StatusNotFound, fmt.Sprintf("unknown path %q", r.URL.Path))
+		clusterapi.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown path %q", r.URL.Path))
 		return
 	}
-	names := q["cluster"]
-	switch {
-	case len(names) == 0 || names[0] == "":
-		apiError(w, http.StatusBadRequest, fmt.Sprintf("missing parameter cluster: %s?cluster=NAME, NAME one of the clusters of --config.file (listed at %s)", r.URL.Path, pathClusters))
-		return
-	case len(names) > 1:
-		apiError(w, http.StatusBadRequest, fmt.Sprintf("parameter cluster given %d times: name one cluster", len(names)))
-		return
-	}
-	t, release, ok := s.reg.Acquire(names[0])
-	if !ok {
-		apiError(w, http.StatusBadRequest, fmt.Sprintf("unknown cluster %s: not in --config.file (listed at %s)", quoteName(names[0]), pathClusters))
+	t, release, msg := s.acquireOne(q, r.URL.Path, pathClusters)
+	if msg != "" {
+		clusterapi.WriteError(w, http.StatusBadRequest, msg)
 		return
 	}
 	defer release()
@@ -142,7 +119,7 @@ func (s *fleetServer) api(w http.ResponseWriter, r *http.Request) {
 func (s *fleetServer) clusters(w http.ResponseWriter, r *http.Request, q url.Values) {
 	for k := range q {
 		if k != "cluster" {
-			apiError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %s", quoteName(k)))
+			clusterapi.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %s", quoteName(k)))
 			return
 		}
 	}
@@ -154,7 +131,7 @@ func (s *fleetServer) clusters(w http.ResponseWriter, r *http.Request, q url.Val
 		}
 		for _, n := range want {
 			if !known[n] {
-				apiError(w, http.StatusBadRequest, fmt.Sprintf("unknown cluster %s: not in --config.file", quoteName(n)))
+				clusterapi.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown cluster %s: not in --config.file", quoteName(n)))
 				return
 			}
 		}
@@ -162,14 +139,14 @@ func (s *fleetServer) clusters(w http.ResponseWriter, r *http.Request, q url.Val
 	}
 	timeout, err := scrapetimeout.Parse(r.Header.Get(scrapetimeout.Header), s.timeout, s.offset)
 	if err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
+		clusterapi.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	out, err := fleetStatus(r.Context(), s.reg, names, time.Now().Add(timeout))
 	if err != nil {
 		// The client has gone; nobody reads this.
-		apiError(w, http.StatusServiceUnavailable, err.Error())
+		clusterapi.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	writeAPIJSON(w, http.StatusOK, clusterapi.Response{Status: "success", Data: out})
+	clusterapi.WriteData(w, http.StatusOK, out)
 }
